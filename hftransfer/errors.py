@@ -1,0 +1,17 @@
+"""User-facing errors: each message is one line that names the problem and the fix."""
+
+
+class HFTransferError(Exception):
+    """Bad input or environment; recipes print it as one line and exit 2 without leaving a finished-looking output."""
+
+
+class DataError(HFTransferError):
+    pass
+
+
+class ModelLoadError(HFTransferError):
+    pass
+
+
+class ConfigError(HFTransferError):
+    pass

@@ -1,0 +1,3 @@
+"""hftransfer: transfer learning on the Hugging Face stack."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,198 @@
+"""Shared pieces of the domain-adaptation and regularizer loss components.
+
+A loss component is an ``nn.Module`` the trainer calls once per training step with an
+:class:`AdaptationContext`; it returns a scalar that is already multiplied by its weight and
+its warm-up factor, so the trainer only adds it to the task loss. Components that own trainable
+sub-networks (domain discriminators, ...) build them in :meth:`LossComponent.setup` and expose them
+as ordinary ``nn.Module`` parameters.
+
+Numerics: every component does its kernel / covariance / SVD math in float32 with autocast
+switched off locally (see :func:`float32_math`), so the components are safe under
+``torch.autocast(..., dtype=torch.bfloat16)``. Nothing in a forward pass reads a value back to
+the host (no ``.item()``, no boolean-mask indexing), except what ``torch.linalg`` itself does on
+CUDA for the SVD in ``bss``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from hftransfer.errors import ConfigError
+from hftransfer.registry import Registry
+
+LOSS_COMPONENTS: Registry[type["LossComponent"]] = Registry("loss component")
+
+_AUTOCAST_DEVICE_TYPES = {"cpu", "cuda", "xpu", "mps", "hpu"}
+
+
+@dataclass(kw_only=True)
+class AdaptationContext:
+    """What one training step hands to every loss component.
+
+    Source and target features come from one forward pass over the concatenated batch. Target
+    fields are ``None`` in plain fine-tuning (components with ``needs_target = False`` only).
+    ``progress`` is the fraction of all training steps done, in [0, 1].
+    """
+
+    features_source: Tensor | None = None  # [Bs, D] pooled features
+    logits_source: Tensor | None = None  # [Bs, C]
+    labels_source: Tensor | None = None  # [Bs]
+    features_target: Tensor | None = None  # [Bt, D]
+    logits_target: Tensor | None = None  # [Bt, C]
+    progress: float = 0.0
+    model: nn.Module | None = None
+
+
+@contextlib.contextmanager
+def float32_math(reference: Tensor | torch.device | None) -> Iterator[None]:
+    """Switch autocast off for the device of ``reference``; callers cast their inputs with ``.float()``."""
+    if isinstance(reference, Tensor):
+        device_type = reference.device.type
+    elif isinstance(reference, torch.device):
+        device_type = reference.type
+    else:
+        device_type = None
+    if device_type in _AUTOCAST_DEVICE_TYPES:
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield
+    else:
+        yield
+
+
+def module_device(module: nn.Module | None) -> torch.device | None:
+    """Device of the first parameter (or buffer) of ``module``; None when it has neither."""
+    if module is None:
+        return None
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return None
+
+
+def warmup_factor(progress: float, warmup: float) -> float:
+    """Linear ramp from 0 at progress 0 to 1 at progress ``warmup`` (1 throughout when warmup <= 0)."""
+    if warmup <= 0:
+        return 1.0
+    return min(max(float(progress) / warmup, 0.0), 1.0)
+
+
+class LossComponent(nn.Module):
+    """Base class: subclasses set ``name`` and ``needs_target`` and implement :meth:`loss`.
+
+    ``weight`` multiplies the term; ``warmup`` is the fraction of training over which the weight
+    ramps linearly up from 0 (0 = full weight from the first step). While the effective weight is
+    0 the component's loss is not computed at all and a constant 0 is returned.
+    """
+
+    name: ClassVar[str] = "loss_component"
+    needs_target: ClassVar[bool] = True
+
+    def __init__(self, weight: float = 1.0, warmup: float = 0.0):
+        super().__init__()
+        if weight < 0:
+            raise ConfigError(f"{self.name}: weight must be >= 0, got {weight}")
+        if not 0.0 <= warmup <= 1.0:
+            raise ConfigError(f"{self.name}: warmup is a fraction of training in [0, 1], got {warmup}")
+        self.weight = float(weight)
+        self.warmup = float(warmup)
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def setup(
+        self,
+        model: nn.Module | None = None,
+        feature_dim: int | None = None,
+        num_classes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Called once before training: build sub-networks (moved to the model's device)."""
+
+    def loss(self, ctx: AdaptationContext) -> Tensor:
+        """The unweighted loss: a float32 scalar tensor."""
+        raise NotImplementedError
+
+    def source_loss_weights(self, ctx: AdaptationContext) -> Tensor | None:
+        """Per-sample weights [Bs] for the source task loss (mean 1), or None for uniform weighting."""
+        return None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def scale(self, progress: float) -> float:
+        """weight * warm-up factor at this point of training."""
+        return self.weight * warmup_factor(progress, self.warmup)
+
+    def forward(self, ctx: AdaptationContext) -> Tensor:
+        self.check_context(ctx)
+        scale = self.scale(ctx.progress)
+        if scale == 0.0:
+            return self._zero(ctx)
+        return self.loss(ctx) * scale
+
+    def check_context(self, ctx: AdaptationContext) -> None:
+        if self.needs_target and ctx.features_target is None and ctx.logits_target is None:
+            raise ConfigError(
+                f"loss component {self.name!r} needs unlabeled target-domain data; "
+                "give the recipe a target dataset or drop the component"
+            )
+
+    def _zero(self, ctx: AdaptationContext) -> Tensor:
+        for tensor in (ctx.features_source, ctx.logits_source, ctx.features_target, ctx.logits_target):
+            if tensor is not None:
+                return tensor.new_zeros((), dtype=torch.float32)
+        device = module_device(ctx.model) or module_device(self)
+        return torch.zeros((), dtype=torch.float32, device=device)
+
+    def _require(self, ctx: AdaptationContext, *fields: str) -> list[Tensor]:
+        values = []
+        for field in fields:
+            value = getattr(ctx, field)
+            if value is None:
+                raise ConfigError(f"loss component {self.name!r} needs ctx.{field}, which the trainer did not give")
+            values.append(value)
+        return values
+
+    def _require_setup(self, built: bool, what: str) -> None:
+        if not built:
+            raise ConfigError(
+                f"loss component {self.name!r} has no {what} yet; call setup(model, feature_dim, num_classes) before training"
+            )
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, warmup={self.warmup}"
+
+
+def domain_discriminator(in_dim: int, hidden_dim: int, num_layers: int = 2, batch_norm: bool = True, dropout: float = 0.0) -> nn.Sequential:
+    """MLP ``in_dim -> hidden_dim x num_layers -> 1`` giving one domain logit (source = 1)."""
+    if num_layers < 1 or hidden_dim < 1:
+        raise ConfigError(f"discriminator needs num_layers >= 1 and hidden_dim >= 1, got {num_layers}, {hidden_dim}")
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(num_layers):
+        layers.append(nn.Linear(dim, hidden_dim))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden_dim))
+        layers.append(nn.ReLU(inplace=True))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, 1))
+    return nn.Sequential(*layers)
+
+
+def balanced_domain_bce(logits_source: Tensor, logits_target: Tensor,
+                        weights_source: Tensor | None = None, weights_target: Tensor | None = None) -> Tensor:
+    """Mean of the source-side and target-side BCE (source label 1, target label 0), in float32."""
+    ls = logits_source.float().reshape(-1)
+    lt = logits_target.float().reshape(-1)
+    with float32_math(ls):
+        bce_s = nn.functional.binary_cross_entropy_with_logits(ls, torch.ones_like(ls), reduction="none")
+        bce_t = nn.functional.binary_cross_entropy_with_logits(lt, torch.zeros_like(lt), reduction="none")
+        if weights_source is not None:
+            bce_s = bce_s * weights_source.float().reshape(-1)
+        if weights_target is not None:
+            bce_t = bce_t * weights_target.float().reshape(-1)
+        return 0.5 * (bce_s.mean() + bce_t.mean())

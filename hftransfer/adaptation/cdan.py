@@ -1,0 +1,102 @@
+"""CDAN (Long et al., 2018): adversarial alignment conditioned on the classifier's predictions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hftransfer.errors import ConfigError
+
+from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator,
+                   float32_math, module_device)
+from .grl import dann_coefficient, grad_reverse
+
+
+def entropy_weights(probs: Tensor) -> Tensor:
+    """``1 + exp(-H(p))`` per sample, normalised to mean 1 (float32, no gradient)."""
+    p = probs.detach().float()
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
+    w = 1.0 + torch.exp(-entropy)
+    return w / w.mean()
+
+
+@LOSS_COMPONENTS.register("cdan")
+class CDANLoss(LossComponent):
+    """Domain discriminator on the multilinear map ``f ⊗ softmax(logits)`` behind a gradient reversal.
+
+    The softmax is detached (the adversarial gradient reaches the features only). When
+    ``feature_dim * num_classes > max_dim`` (or ``randomized=True``) the map is replaced by the
+    randomized multilinear map ``(f R_f) ⊙ (g R_g) / sqrt(randomized_dim)`` with fixed Gaussian
+    R_f, R_g (seeded, saved as buffers). ``entropy_conditioning`` (CDAN+E) weights each sample by
+    ``1 + exp(-H(g))``, normalised to mean 1 within each domain.
+    """
+
+    name = "cdan"
+    needs_target = True
+
+    def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
+                 batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,
+                 randomized: bool | None = None, randomized_dim: int = 1024, max_dim: int = 4096,
+                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float = 1.0, seed: int = 0):
+        super().__init__(weight, warmup)
+        self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
+        self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
+        self.entropy_conditioning = bool(entropy_conditioning)
+        self.randomized, self.randomized_dim, self.max_dim = randomized, int(randomized_dim), int(max_dim)
+        self.schedule, self.gamma, self.max_coefficient = bool(schedule), float(gamma), float(max_coefficient)
+        self.seed = int(seed)
+        self.use_random_map = False
+        self.discriminator: nn.Module | None = None
+        self.random_features: Tensor | None
+        self.random_classes: Tensor | None
+        self.register_buffer("random_features", None)
+        self.register_buffer("random_classes", None)
+
+    def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,
+              num_classes: int | None = None, **kwargs: Any) -> None:
+        if feature_dim is None or num_classes is None:
+            raise ConfigError("loss component 'cdan' needs feature_dim and num_classes in setup()")
+        feature_dim, num_classes = int(feature_dim), int(num_classes)
+        full_dim = feature_dim * num_classes
+        self.use_random_map = full_dim > self.max_dim if self.randomized is None else bool(self.randomized)
+        device = module_device(model)
+        if self.use_random_map:
+            gen = torch.Generator().manual_seed(self.seed)
+            self.random_features = torch.randn(feature_dim, self.randomized_dim, generator=gen).to(device or "cpu")
+            self.random_classes = torch.randn(num_classes, self.randomized_dim, generator=gen).to(device or "cpu")
+            in_dim = self.randomized_dim
+        else:
+            self.random_features = self.random_classes = None
+            in_dim = full_dim
+        self.discriminator = domain_discriminator(in_dim, self.hidden_dim, self.num_layers, self.batch_norm, self.dropout)
+        if device is not None:
+            self.discriminator.to(device)
+
+    def coefficient(self, progress: float) -> float:
+        ramp = dann_coefficient(progress, self.gamma) if self.schedule else 1.0
+        return self.max_coefficient * ramp
+
+    def multilinear_map(self, features: Tensor, probs: Tensor) -> Tensor:
+        """``T(f, g)``: flattened outer product [B, D*C] or randomized map [B, randomized_dim], float32."""
+        f, g = features.float(), probs.float()
+        with float32_math(f):
+            if self.use_random_map:
+                return (f @ self.random_features) * (g @ self.random_classes) / math.sqrt(self.randomized_dim)
+            return torch.bmm(f.unsqueeze(2), g.unsqueeze(1)).flatten(1)
+
+    def loss(self, ctx: AdaptationContext) -> Tensor:
+        self._require_setup(self.discriminator is not None, "discriminator")
+        fs, ft, ls, lt = self._require(ctx, "features_source", "features_target", "logits_source", "logits_target")
+        with float32_math(fs):
+            probs = torch.softmax(torch.cat([ls, lt], dim=0).float(), dim=1).detach()
+        features = torch.cat([fs.float(), ft.float()], dim=0)
+        mapped = self.multilinear_map(features, probs)
+        domain_logits = self.discriminator(grad_reverse(mapped, self.coefficient(ctx.progress)))
+        bs = fs.shape[0]
+        ws = wt = None
+        if self.entropy_conditioning:
+            ws, wt = entropy_weights(probs[:bs]), entropy_weights(probs[bs:])
+        return balanced_domain_bce(domain_logits[:bs], domain_logits[bs:], ws, wt)

@@ -1,0 +1,54 @@
+"""DANN (Ganin et al., 2016): adversarial domain confusion through a gradient reversal layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator, module_device
+from .grl import dann_coefficient, grad_reverse
+
+
+@LOSS_COMPONENTS.register("dann")
+class DANNLoss(LossComponent):
+    """A domain discriminator on gradient-reversed pooled features; its BCE is the term.
+
+    The discriminator minimises the domain BCE, the feature extractor (through the reversal) maximises
+    it. The reversal coefficient follows :func:`dann_coefficient` (``schedule=True``) scaled by
+    ``max_coefficient``, or stays at ``max_coefficient``.
+    """
+
+    name = "dann"
+    needs_target = True
+
+    def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
+                 batch_norm: bool = True, dropout: float = 0.0, schedule: bool = True, gamma: float = 10.0,
+                 max_coefficient: float = 1.0):
+        super().__init__(weight, warmup)
+        self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
+        self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
+        self.schedule, self.gamma, self.max_coefficient = bool(schedule), float(gamma), float(max_coefficient)
+        self.discriminator: nn.Module | None = None
+
+    def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,
+              num_classes: int | None = None, **kwargs: Any) -> None:
+        if feature_dim is None:
+            self._require_setup(False, "feature_dim")
+        self.discriminator = domain_discriminator(int(feature_dim), self.hidden_dim, self.num_layers,
+                                                  self.batch_norm, self.dropout)
+        device = module_device(model)
+        if device is not None:
+            self.discriminator.to(device)
+
+    def coefficient(self, progress: float) -> float:
+        ramp = dann_coefficient(progress, self.gamma) if self.schedule else 1.0
+        return self.max_coefficient * ramp
+
+    def loss(self, ctx: AdaptationContext) -> Tensor:
+        self._require_setup(self.discriminator is not None, "discriminator")
+        fs, ft = self._require(ctx, "features_source", "features_target")
+        features = torch.cat([fs, ft.to(fs.dtype)], dim=0)
+        domain_logits = self.discriminator(grad_reverse(features, self.coefficient(ctx.progress)))
+        return balanced_domain_bce(domain_logits[: fs.shape[0]], domain_logits[fs.shape[0]:])

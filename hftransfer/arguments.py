@@ -1,0 +1,51 @@
+"""Recipe arguments: what to load and how to prepare it. Training knobs live in TransferTrainingArguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    model: str = field(
+        default="efficientnet_lite0",
+        metadata={"help": "Built-in alias (efficientnet_lite0, minilm), Hub id (timm/resnet50.a1_in1k) or local folder."},
+    )
+    pretrained: bool = field(
+        default=True, metadata={"help": "false: same architecture from random init (the transfer-vs-scratch baseline)."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the checkpoint."})
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="mnist5k",
+        metadata={"help": "Built-in (digits, mnist5k, tweets), Hub dataset id, local folder or csv/json/parquet file."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (default: label/labels/...)."})
+    validation_size: float = field(default=0.1, metadata={"help": "Fraction of train held out if no validation split."})
+    test_size: float = field(default=0.2, metadata={"help": "Fraction of train held out if there is no test split."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most N training examples."})
+    samples_per_class: int | None = field(default=None, metadata={"help": "Few-label setting: N training examples per class."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N validation/test examples."})
+
+
+@dataclass
+class ImageDataArguments(DataArguments):
+    image_column: str | None = field(default=None, metadata={"help": "Image column (default: the first Image feature)."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Train and save at this input size instead of the checkpoint's (faster on CPU)."}
+    )
+    hflip: float | None = field(
+        default=None, metadata={"help": "Horizontal flip probability; default 0.5, 0 for data where flips change labels."}
+    )
+    crop_scale_min: float = field(default=0.5, metadata={"help": "Smallest random-resized-crop area fraction."})
+    verify_images: bool = field(default=True, metadata={"help": "Decode every image once before training."})
+
+
+@dataclass
+class TextDataArguments(DataArguments):
+    text_column: str | None = field(default=None, metadata={"help": "Text column (default: text/sentence/...)."})
+    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})

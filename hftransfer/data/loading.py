@@ -1,0 +1,251 @@
+"""Load a labelled classification dataset from a built-in, a local folder/file or the Hub as train/validation/test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import DataError
+from .builtin import BUILTIN_DATASETS
+
+Modality = Literal["image", "text"]
+
+_SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing"),
+}
+_LABEL_COLUMNS = ("label", "labels", "target", "class")
+_TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
+_FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class ClassificationData:
+    splits: "datasets.DatasetDict"  # noqa: F821  train / validation / test, label column "label" (ClassLabel)
+    label_names: list[str]
+    input_column: str  # the image or text column
+    name: str  # what the user asked for, for the model card
+    flips_change_labels: bool = False
+    builtin: bool = False
+
+
+def load_classification_data(
+    name: str,
+    modality: Modality,
+    *,
+    config_name: str | None = None,
+    label_column: str | None = None,
+    input_column: str | None = None,
+    validation_size: float = 0.1,
+    test_size: float = 0.2,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    samples_per_class: int | None = None,
+    max_eval_samples: int | None = None,
+) -> ClassificationData:
+    """Every check that can fail on bad data runs here, before any model is built or output written."""
+    raw, builtin = _load_raw(name, config_name)
+    splits = _standard_splits(raw, name, validation_size, test_size, seed)
+    for split_name, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"split {split_name!r} of dataset {name!r} is empty; add examples or drop the split")
+    label_column = _find_column(splits["train"], label_column, _LABEL_COLUMNS, "label", name)
+    if label_column != "label":
+        splits = splits.rename_column(label_column, "label")
+    splits, label_names = _encode_labels(splits, name)
+    column = _input_column(splits["train"], modality, input_column, name)
+    splits = splits.select_columns([column, "label"])
+    splits = _subsample(splits, max_train_samples, samples_per_class, max_eval_samples, seed, len(label_names))
+    flips = BUILTIN_DATASETS.get(name).flips_change_labels if builtin else False
+    return ClassificationData(splits, label_names, column, name, flips, builtin)
+
+
+def load_data_from_args(data_args, modality: Modality, seed: int, dataset: str | None = None) -> ClassificationData:
+    """`load_classification_data` driven by a recipe's DataArguments (dataset overridable, e.g. a DA target)."""
+    return load_classification_data(
+        dataset or data_args.dataset, modality, config_name=data_args.dataset_config,
+        label_column=data_args.label_column,
+        input_column=getattr(data_args, "image_column" if modality == "image" else "text_column", None),
+        validation_size=data_args.validation_size, test_size=data_args.test_size, seed=seed,
+        max_train_samples=data_args.max_train_samples, samples_per_class=data_args.samples_per_class,
+        max_eval_samples=data_args.max_eval_samples,
+    )
+
+
+def _load_raw(name: str, config_name: str | None):
+    import datasets
+
+    if name in BUILTIN_DATASETS:
+        return BUILTIN_DATASETS.get(name).build(), True
+    path = Path(name).expanduser()
+    if path.exists():
+        try:
+            if path.is_file():
+                fmt = _FILE_FORMATS.get(path.suffix.lower())
+                if fmt is None:
+                    raise DataError(f"cannot read {name!r}: use a folder or a {'/'.join(sorted(_FILE_FORMATS))} file")
+                extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+                return datasets.load_dataset(fmt, data_files={"train": str(path)}, **extra), False
+            return datasets.load_dataset(str(path), config_name), False
+        except DataError:
+            raise
+        except Exception as error:  # datasets raises many types for unreadable local data
+            raise DataError(f"cannot read dataset {name!r}: {_first_line(error)}") from None
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise DataError(f"dataset path {name!r} does not exist; pass an existing folder or file, a Hub id or a built-in")
+    if "/" not in name:
+        raise DataError(
+            f"unknown built-in dataset {name!r}; built-ins are {', '.join(BUILTIN_DATASETS.names())}, "
+            "or pass a Hub dataset id (org/name) or a local folder/file"
+        )
+    try:
+        return datasets.load_dataset(name, config_name), False
+    except Exception as error:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
+            raise DataError(
+                f"dataset {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 is set; load it once where "
+                "the Hub is reachable (or copy the cache), or pass a local folder"
+            ) from None
+        raise DataError(f"could not load dataset {name!r}: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _standard_splits(raw, name: str, validation_size: float, test_size: float, seed: int):
+    """Rename known split aliases; carve missing validation/test splits out of train with a fixed seed."""
+    from datasets import DatasetDict
+
+    found = {}
+    for standard, aliases in _SPLIT_ALIASES.items():
+        for alias in aliases:
+            if alias in raw:
+                found[standard] = raw[alias]
+                break
+    if "train" not in found:
+        raise DataError(f"dataset {name!r} has no train split (found {', '.join(raw)}); name one split 'train'")
+    train = found["train"]
+    if len(train) == 0:
+        raise DataError(f"split 'train' of dataset {name!r} is empty; add examples")
+    if "test" not in found:
+        train, found["test"] = _split_off(train, test_size, seed)
+    if "validation" not in found:
+        train, found["validation"] = _split_off(train, validation_size, seed)
+    found["train"] = train
+    return DatasetDict({k: found[k] for k in ("train", "validation", "test")})
+
+
+def _split_off(dataset, fraction: float, seed: int):
+    from datasets import ClassLabel
+
+    if len(dataset) < 2:
+        raise DataError("the train split has fewer than 2 examples; cannot hold out validation/test examples")
+    label = next((c for c in _LABEL_COLUMNS if c in dataset.column_names), None)
+    stratify = label if label and isinstance(dataset.features[label], ClassLabel) else None
+    try:
+        parts = dataset.train_test_split(test_size=fraction, seed=seed, stratify_by_column=stratify)
+    except ValueError:  # too few examples of some class to stratify
+        parts = dataset.train_test_split(test_size=fraction, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def _find_column(split, requested, candidates, what: str, name: str) -> str:
+    columns = split.column_names
+    if requested:
+        if requested not in columns:
+            raise DataError(f"dataset {name!r} has no {what} column {requested!r}; columns are {columns}")
+        return requested
+    for candidate in candidates:
+        if candidate in columns:
+            return candidate
+    raise DataError(
+        f"dataset {name!r} has no {what} column (looked for {', '.join(candidates)}); columns are {columns}; "
+        f"pass --{what}_column NAME"
+    )
+
+
+def _encode_labels(splits, name: str):
+    """Labels become ClassLabel ids shared by all splits; names come from the train split."""
+    from datasets import ClassLabel
+
+    feature = splits["train"].features["label"]
+    if isinstance(feature, ClassLabel):
+        label_names = list(feature.names)
+    else:
+        values = splits["train"].unique("label")
+        if any(v is None for v in values):
+            raise DataError(f"the train split of {name!r} has missing labels; every training example needs a label")
+        if all(isinstance(v, str) for v in values):
+            label_names = sorted(values)
+            splits = splits.map(
+                lambda b: {"label": [_label_id(v, label_names, name) for v in b["label"]]}, batched=True
+            )
+        elif all(isinstance(v, int) for v in values):
+            label_names = [str(i) for i in range(max(values) + 1)]
+        else:
+            raise DataError(f"labels of {name!r} must be all integers or all strings; found {sorted(map(repr, values))[:5]}")
+    num_labels = len(label_names)
+    for split_name, split in splits.items():
+        values = split.unique("label")
+        bad = sorted(v for v in values if not isinstance(v, int) or not 0 <= v < num_labels)
+        if bad:
+            raise DataError(
+                f"label {bad[0]} in split {split_name!r} of {name!r} is outside 0..{num_labels - 1} "
+                f"(num_labels={num_labels}, from the train split); fix the labels or add that class to train"
+            )
+    splits = splits.cast_column("label", ClassLabel(names=label_names))
+    return splits, label_names
+
+
+def _label_id(value, label_names: list[str], name: str) -> int:
+    try:
+        return label_names.index(value)
+    except ValueError:
+        raise DataError(
+            f"label {value!r} in {name!r} does not occur in the train split (labels: {label_names}); "
+            "fix the labels or add that class to train"
+        ) from None
+
+
+def _input_column(split, modality: Modality, requested: str | None, name: str) -> str:
+    from datasets import Image, Value
+
+    if modality == "image":
+        images = [c for c, f in split.features.items() if isinstance(f, Image)]
+        if requested:
+            return _find_column(split, requested, (), "image", name)
+        if not images:
+            raise DataError(f"dataset {name!r} has no image column (columns: {split.column_names}); pass --image_column")
+        return images[0]
+    if requested:
+        return _find_column(split, requested, (), "text", name)
+    for candidate in _TEXT_COLUMNS:
+        if candidate in split.column_names:
+            return candidate
+    strings = [c for c, f in split.features.items() if isinstance(f, Value) and f.dtype in ("string", "large_string")]
+    if not strings:
+        raise DataError(f"dataset {name!r} has no text column (columns: {split.column_names}); pass --text_column")
+    return strings[0]
+
+
+def _subsample(splits, max_train: int | None, per_class: int | None, max_eval: int | None, seed: int, num_labels: int):
+    import numpy as np
+
+    if per_class:
+        labels = np.asarray(splits["train"]["label"])
+        rng = np.random.default_rng(seed)
+        keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(num_labels)])
+        splits["train"] = splits["train"].select(np.sort(keep))
+    if max_train and len(splits["train"]) > max_train:
+        splits["train"] = splits["train"].shuffle(seed=seed).select(range(max_train))
+    if max_eval:
+        for split in ("validation", "test"):
+            if len(splits[split]) > max_eval:
+                splits[split] = splits[split].shuffle(seed=seed).select(range(max_eval))
+    return splits

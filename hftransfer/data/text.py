@@ -1,0 +1,21 @@
+"""Text pipeline: tokenise with the checkpoint's tokenizer; padding happens per batch in the collator."""
+
+from __future__ import annotations
+
+
+def prepare_text_splits(data, tokenizer, *, max_length: int):
+    def tokenize(batch):
+        encoded = tokenizer(batch[data.input_column], truncation=True, max_length=max_length)
+        encoded["labels"] = batch["label"]
+        return encoded
+
+    return {
+        name: split.map(tokenize, batched=True, remove_columns=split.column_names, desc=f"tokenising {name}")
+        for name, split in data.splits.items()
+    }
+
+
+def text_collator(tokenizer, on_gpu: bool):
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if on_gpu else None)

@@ -1,0 +1,137 @@
+"""TransferTrainer: transformers.Trainer plus strategy-built parameter groups, pluggable loss terms and fast defaults."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+from .metrics import compute_classification_metrics, predicted_classes
+from .models.groups import capture_pooled_features
+from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
+
+
+def is_convolutional(model: nn.Module) -> bool:
+    """More than one Conv2d means a CNN (a ViT has just its patch embedding): those gain from channels_last."""
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules()) > 1
+
+
+class TransferTrainer(Trainer):
+    """A Trainer whose loss is the task loss plus registered terms, and whose optimizer follows a strategy.
+
+    `strategy`: builds parameter groups (with learning-rate scales) and may freeze/unfreeze over training.
+    `loss_components`: modules returning weighted scalar terms from an AdaptationContext; each is logged by name.
+    """
+
+    def __init__(self, *args, strategy=None, loss_components=(), **kwargs):
+        kwargs.setdefault("compute_metrics", compute_classification_metrics)
+        kwargs.setdefault("preprocess_logits_for_metrics", predicted_classes)
+        model = kwargs.get("model", args[0] if args else None)
+        if model is not None and is_convolutional(model):
+            model.to(memory_format=torch.channels_last)
+        self.strategy = strategy
+        self.loss_components = nn.ModuleList(loss_components)
+        self._term_totals: dict[str, torch.Tensor] = {}
+        super().__init__(*args, **kwargs)
+        if self.strategy is not None:
+            self.strategy.attach(self)
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        # transformers caches persistent-worker eval loaders under the key "eval" whatever Dataset is passed, so
+        # `evaluate(test_split)` would silently re-evaluate the validation split: build other datasets afresh.
+        if eval_dataset is None or isinstance(eval_dataset, str) or eval_dataset is self.eval_dataset:
+            return super().get_eval_dataloader(eval_dataset)
+        return self._get_dataloader(
+            dataset=eval_dataset, description="Evaluation", batch_size=self.args.eval_batch_size,
+            sampler_fn=self._get_eval_sampler,
+        )
+
+    # ---- optimisation ----
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and (self.strategy is not None or len(self.loss_components)):
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            groups = (
+                self.strategy.param_groups(self.model, self.args)
+                if self.strategy is not None
+                else self._default_param_groups()
+            )
+            extra = [p for p in self.loss_components.parameters() if p.requires_grad]
+            if extra:
+                groups.append({"params": extra, "weight_decay": self.args.weight_decay, "name": "loss_components"})
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+            return self.optimizer
+        return super().create_optimizer(model)
+
+    def _default_param_groups(self) -> list[dict]:
+        decay = set(self.get_decay_parameter_names(self.model))
+        params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        return [
+            {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay, "name": "decay"},
+            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0, "name": "no_decay"},
+        ]
+
+    # ---- loss ----
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not len(self.loss_components) or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from .adaptation import AdaptationContext
+
+        labels = inputs["labels"]
+        with capture_pooled_features(self.accelerator.unwrap_model(model)) as features:
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        logits = outputs.logits
+        context = AdaptationContext(
+            features_source=features[0], logits_source=logits, labels_source=labels,
+            progress=self.state.global_step / max(1, self.state.max_steps), model=self.accelerator.unwrap_model(model),
+        )
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        for component in self.loss_components:
+            term = component(context)
+            self._accumulate_term(component.name, term)
+            loss = loss + term
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_term(self, name: str, term: torch.Tensor) -> None:
+        """Summed on the device; read back only when the Trainer logs (no per-step host sync)."""
+        detached = term.detach().float()
+        self._term_totals[name] = self._term_totals.get(name, 0) + detached
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            self._add_throughput(logs)
+        if self._term_totals and "loss" in logs:
+            steps = max(1, self.state.global_step - getattr(self, "_terms_logged_at", 0))
+            for name, total in self._term_totals.items():
+                logs[f"loss_{name}"] = round(float(total) / steps / self.args.gradient_accumulation_steps, 6)
+            self._term_totals = {}
+            self._terms_logged_at = self.state.global_step
+        super().log(logs, start_time)
+
+    def _add_throughput(self, logs: dict) -> None:
+        """Training samples/s since the previous log line (wall clock; the logged loss already synced)."""
+        now, step = time.perf_counter(), self.state.global_step
+        last_time, last_step = getattr(self, "_throughput_mark", (None, 0))
+        if last_time is not None and step > last_step:
+            args = self.args
+            samples = (step - last_step) * args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            logs["train_samples_per_second_recent"] = round(samples / (now - last_time), 2)
+        self._throughput_mark = (now, step)
+
+    # ---- saving ----
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        if is_timm_wrapper(model):  # timm's own layout: loads in timm.create_model and in AutoModel
+            state_dict = timm_state_dict(state_dict if state_dict is not None else model.state_dict())
+        token, self.args.hub_token = self.args.hub_token, None  # never pickle a token into training_args.bin
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            self.args.hub_token = token
+        if self.args.should_save and is_timm_wrapper(model):
+            fix_timm_config(output_dir)

@@ -1,0 +1,60 @@
+"""TrainingArguments with defaults that are fast and right for transfer learning; every HF flag still works."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+
+def default_num_workers() -> int:
+    """Loader workers per process: enough to keep a GPU fed, never more than the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(8, per_process - 1))
+
+
+@dataclass
+class TransferTrainingArguments(TrainingArguments):
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where the model folder, metrics and card go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace an output_dir that already holds a finished run or checkpoints."}
+    )
+    eval_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "When to evaluate on the validation split."})
+    save_strategy: SaveStrategy | str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
+    logging_strategy: IntervalStrategy | str = field(default="steps", metadata={"help": "When to log."})
+    logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation checkpoint."})
+    metric_for_best_model: str = field(default="accuracy", metadata={"help": "Validation metric that picks the best."})
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept besides the best one."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Batches are built by our transforms."})
+    # The NaN/inf filter reads the loss back to the host every step: a sync we keep off the hot path.
+    logging_nan_inf_filter: bool = field(default=False, metadata={"help": "Drop NaN/inf losses from logs (syncs)."})
+    dataloader_num_workers: int = field(
+        default=-1, metadata={"help": "Loader worker processes; -1: one per spare CPU core of this process (max 8)."}
+    )
+    dataloader_persistent_workers: bool = field(
+        default=True, metadata={"help": "Keep loader workers alive between epochs (when there are workers)."}
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'last' for the newest one in output_dir."}
+    )
+
+    def __post_init__(self):
+        if self.dataloader_num_workers < 0:
+            self.dataloader_num_workers = default_num_workers()
+        if self.dataloader_num_workers == 0:
+            self.dataloader_persistent_workers = False
+        if self.bf16 is None:
+            import torch
+
+            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
+        super().__post_init__()

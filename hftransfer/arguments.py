@@ -49,3 +49,26 @@ class ImageDataArguments(DataArguments):
 class TextDataArguments(DataArguments):
     text_column: str | None = field(default=None, metadata={"help": "Text column (default: text/sentence/...)."})
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
+
+
+@dataclass
+class StrategyArguments:
+    strategy: str = field(
+        default="full", metadata={"help": "full, linear_probe, gradual, llrd, lp_ft, bitfit or lora."}
+    )
+    head_lr_scale: float = field(default=1.0, metadata={"help": "LR multiplier of the new head (e.g. 10)."})
+    layer_decay: float | None = field(
+        default=None, metadata={"help": "Layer-wise LR decay per group from the head (llrd default 0.75; composes)."}
+    )
+    unfreeze_every: float = field(default=1.0, metadata={"help": "gradual: unfreeze one more group every N units."})
+    unfreeze_unit: str = field(default="epoch", metadata={"help": "gradual: 'epoch' or 'step'."})
+    groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})
+    lp_epochs: float = field(default=1.0, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning."})
+    ft_lr_scale: float = field(default=0.1, metadata={"help": "lp_ft: LR multiplier of the fine-tuning phase."})
+    bitfit_norms: bool = field(default=True, metadata={"help": "bitfit: also train normalisation weights."})
+    lora_r: int = field(default=8, metadata={"help": "lora: adapter rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "lora: adapter dropout."})
+    lora_target: str | None = field(
+        default=None, metadata={"help": "lora: comma-separated module names (default: backbone linears/1x1 convs)."}
+    )

@@ -15,3 +15,7 @@ class ModelLoadError(HFTransferError):
 
 class ConfigError(HFTransferError):
     pass
+
+
+class HubError(HFTransferError):
+    """A Hub push or lookup failed (auth, network, offline mode); the local output is left as it was."""

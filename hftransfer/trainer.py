@@ -8,9 +8,11 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from .errors import ConfigError
 from .metrics import compute_classification_metrics, predicted_classes
 from .models.groups import capture_pooled_features
 from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
+from .redact import redacted_args
 
 
 def is_convolutional(model: nn.Module) -> bool:
@@ -25,16 +27,17 @@ class TransferTrainer(Trainer):
     `loss_components`: modules returning weighted scalar terms from an AdaptationContext; each is logged by name.
     """
 
-    def __init__(self, *args, strategy=None, loss_components=(), **kwargs):
+    def __init__(self, model=None, args=None, *rest, strategy=None, loss_components=(), **kwargs):
         kwargs.setdefault("compute_metrics", compute_classification_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", predicted_classes)
-        model = kwargs.get("model", args[0] if args else None)
+        if strategy is not None:
+            model = strategy.prepare_model(model)
         if model is not None and is_convolutional(model):
             model.to(memory_format=torch.channels_last)
         self.strategy = strategy
         self.loss_components = nn.ModuleList(loss_components)
         self._term_totals: dict[str, torch.Tensor] = {}
-        super().__init__(*args, **kwargs)
+        super().__init__(model, args, *rest, **kwargs)
         if self.strategy is not None:
             self.strategy.attach(self)
 
@@ -65,6 +68,29 @@ class TransferTrainer(Trainer):
             return self.optimizer
         return super().create_optimizer(model)
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The HF schedule times each layer group's strategy factor (LR scale, 0 while frozen)."""
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if self.strategy is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return scheduler
+        optimizer = optimizer or self.optimizer
+        schedule = scheduler.lr_lambdas[0]
+        factors = [
+            self.strategy.scheduler_factor(g["layer_group"]) if "layer_group" in g else (lambda step: 1.0)
+            for g in optimizer.param_groups
+        ]
+        for group in optimizer.param_groups:  # undo the first step LambdaLR already applied
+            group["lr"] = group["initial_lr"]
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [lambda step, f=f: schedule(step) * f(step) for f in factors]
+        )
+        return self.lr_scheduler
+
+    def _clip_grad_norm(self, model):
+        if self.strategy is not None:  # frozen groups' gradients must not count in the clipping norm
+            self.strategy.drop_frozen_gradients(self.state.global_step)
+        return super()._clip_grad_norm(model)
+
     def _default_param_groups(self) -> list[dict]:
         decay = set(self.get_decay_parameter_names(self.model))
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -76,6 +102,8 @@ class TransferTrainer(Trainer):
     # ---- loss ----
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.strategy is not None and model.training:
+            self.strategy.freeze_norm_statistics(model, self.state.global_step)
         if not len(self.loss_components) or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         from .adaptation import AdaptationContext
@@ -123,15 +151,57 @@ class TransferTrainer(Trainer):
 
     # ---- saving ----
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The final save: a plain model folder (LoRA merged) plus the strategy record; checkpoints stay raw."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        export = getattr(self.strategy, "export_model", None)
+        if _internal_call or export is None:
+            super().save_model(output_dir, _internal_call=True)  # never Trainer's push: see push_to_hub below
+        elif self.args.should_save:
+            trained = self.model
+            self.model = export(self.accelerator.unwrap_model(trained))
+            try:
+                self._save(output_dir)
+            finally:
+                self.model = trained
+        if not _internal_call and self.strategy is not None:
+            self.strategy.finalize(self, output_dir)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         model = self.accelerator.unwrap_model(self.model)
-        if is_timm_wrapper(model):  # timm's own layout: loads in timm.create_model and in AutoModel
+        if is_timm_wrapper(model) and not _is_peft(model):  # timm's own layout: loads in timm.create_model and in AutoModel
             state_dict = timm_state_dict(state_dict if state_dict is not None else model.state_dict())
-        token, self.args.hub_token = self.args.hub_token, None  # never pickle a token into training_args.bin
-        try:
+        with redacted_args(self.args):  # training_args.bin holds no Hub token and no home-folder path
             super()._save(output_dir, state_dict)
-        finally:
-            self.args.hub_token = token
-        if self.args.should_save and is_timm_wrapper(model):
+        if self.args.should_save and is_timm_wrapper(model) and not _is_peft(model):
             fix_timm_config(output_dir)
+
+
+    # ---- Hub: recipes push once, after the card is written (hftransfer.hub.push_run); Trainer's pushes are off ----
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """No Hub call when the trainer is built: the repo is created by the final push."""
+        self.hub_model_id = self.args.hub_model_id
+        self.push_in_progress = None
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoints are local resume state (optimizer, RNG, absolute paths): never uploaded."""
+
+    def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
+                    revision: str | None = None, **kwargs) -> str | None:
+        """Upload output_dir as it is (model, card, metrics) in one commit; call after save_model()."""
+        from .hub import push_output
+
+        if not self.is_world_process_zero():
+            return None
+        if not self.args.hub_model_id:
+            raise ConfigError("pushing needs --hub_model_id namespace/name; add it")
+        return push_output(
+            self.args.output_dir, self.args.hub_model_id, private=self.args.hub_private_repo,
+            token=token or self.args.hub_token, commit_message=commit_message,
+        )
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")

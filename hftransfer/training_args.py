@@ -57,4 +57,8 @@ class TransferTrainingArguments(TrainingArguments):
             import torch
 
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
+        if self.push_to_hub and not self.hub_model_id:  # checked before training, not after it
+            from .errors import ConfigError
+
+            raise ConfigError("--push_to_hub needs --hub_model_id namespace/name; add it or drop --push_to_hub")
         super().__post_init__()

@@ -25,16 +25,18 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
-    from hftransfer.arguments import ImageDataArguments, ModelArguments
+    from hftransfer.arguments import ImageDataArguments, ModelArguments, StrategyArguments
     from hftransfer.config import parse_recipe_args
     from hftransfer.data import load_data_from_args, prepare_image_splits
+    from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier
     from hftransfer.outputs import recipe_output_dir, resolve_resume
+    from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, training_args = parse_recipe_args(
-        (ModelArguments, ImageDataArguments, TransferTrainingArguments), DEFAULTS, argv
+    model_args, data_args, strategy_args, training_args = parse_recipe_args(
+        (ModelArguments, ImageDataArguments, StrategyArguments, TransferTrainingArguments), DEFAULTS, argv
     )
     with recipe_output_dir(training_args):
         data = load_data_from_args(data_args, "image", seed=training_args.seed)
@@ -50,12 +52,15 @@ def main(argv=None):
         trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
+            strategy=build_strategy(strategy_args),
         )
         train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args))
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
         trainer.save_metrics("test", trainer.evaluate(splits["test"], metric_key_prefix="test"))
         trainer.save_model()
+        write_run_card(trainer, loaded, data)
+    push_run(trainer)  # outside the block: a failed push leaves the finished output in place
     return trainer
 
 

@@ -27,16 +27,18 @@ DEFAULTS = dict(
 def main(argv=None):
     import torch
 
-    from hftransfer.arguments import ModelArguments, TextDataArguments
+    from hftransfer.arguments import ModelArguments, StrategyArguments, TextDataArguments
     from hftransfer.config import parse_recipe_args
     from hftransfer.data import load_data_from_args, prepare_text_splits, text_collator
+    from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier
     from hftransfer.outputs import recipe_output_dir, resolve_resume
+    from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, training_args = parse_recipe_args(
-        (ModelArguments, TextDataArguments, TransferTrainingArguments), DEFAULTS, argv
+    model_args, data_args, strategy_args, training_args = parse_recipe_args(
+        (ModelArguments, TextDataArguments, StrategyArguments, TransferTrainingArguments), DEFAULTS, argv
     )
     with recipe_output_dir(training_args):
         data = load_data_from_args(data_args, "text", seed=training_args.seed)
@@ -49,6 +51,7 @@ def main(argv=None):
         trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
+            strategy=build_strategy(strategy_args),
             data_collator=text_collator(loaded.processor, on_gpu=torch.cuda.is_available()),
         )
         train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args))
@@ -56,6 +59,8 @@ def main(argv=None):
         trainer.save_metrics("eval", trainer.evaluate())
         trainer.save_metrics("test", trainer.evaluate(splits["test"], metric_key_prefix="test"))
         trainer.save_model()
+        write_run_card(trainer, loaded, data)
+    push_run(trainer)  # outside the block: a failed push leaves the finished output in place
     return trainer
 
 

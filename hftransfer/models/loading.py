@@ -81,6 +81,9 @@ def load_classifier(
             raise ModelLoadError(f"cannot read the model config in {name_or_path!r}: {error}") from None
         raise hub_load_error("model", name_or_path, error) from None
 
+    if config.model_type == "timm_wrapper" and config.model_args:
+        # timm >= 1.0.2x exports record num_classes in model_args too; TimmWrapper passes num_labels as well
+        config.model_args = {k: v for k, v in config.model_args.items() if k != "num_classes"}
     found = modality_of(config)
     if found != modality:
         recipe = "image_cls.py" if found == "image" else "text_cls.py"

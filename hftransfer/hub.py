@@ -1,0 +1,449 @@
+"""Model cards (huggingface_hub ModelCard + the model_cards/ Jinja template) and pushing a run's output to the Hub.
+
+    write_model_card(out, base_model=..., datasets=[...], task="image-classification", ...)  # README.md + curves
+    render_card(out)                        # re-render from out/card_inputs.json and the *_results.json files
+    push_output(out, "me/model")            # one commit; returns its URL; failures raise HubError
+    write_run_card(trainer, loaded, data)   # what a recipe calls after save_model(), and then push_run(trainer)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError, HubError
+from .redact import is_hub_id, public_name, public_value, scrub
+
+Task = Literal["image-classification", "text-classification"]
+
+TEMPLATE = Path(__file__).parent / "model_cards" / "model_card.md"
+CARD = "README.md"
+CARD_INPUTS = "card_inputs.json"  # everything the card was rendered from except results, already made public
+CURVES = "training_curves.png"
+METRICS = {"accuracy": "Accuracy", "f1": "F1 (macro)", "precision": "Precision (macro)", "recall": "Recall (macro)"}
+TASKS = {"image": "image-classification", "text": "text-classification"}
+TASK_TITLES = {"image-classification": "Image Classification", "text-classification": "Text Classification"}
+FRAMEWORKS = ("hftransfer", "torch", "transformers", "timm", "datasets", "accelerate", "huggingface_hub", "peft")
+# As Trainer.push_to_hub: checkpoints are local resume state (optimizer, RNG, absolute paths) and stay local.
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "_*", ".*"]
+_BUILTIN_MODEL_NAMES = {"efficientnet_lite0": "EfficientNet-Lite0 (ImageNet-1k)", "minilm": "all-MiniLM-L6-v2"}
+
+
+# ---- card ----------------------------------------------------------------------------------------------------------
+
+
+def write_model_card(
+    output_dir: str | Path,
+    *,
+    base_model: str,
+    datasets: list[str],
+    task: Task,
+    strategy: dict | None = None,
+    loss_components: list[dict] | None = None,
+    training_args=None,
+    results: dict[str, dict] | None = None,
+    log_history: list[dict] | None = None,
+    extra: dict | None = None,
+    license: str = "apache-2.0",
+    model_name: str | None = None,
+    repo_id: str | None = None,
+    template_path: str | Path | None = None,
+) -> Path:
+    """Write README.md (and training_curves.png, card_inputs.json) into output_dir; returns the README path.
+
+    `results` maps a split label to its metrics as in `<label>_results.json` ({"test": {"test_accuracy": ...}});
+    labels starting with `target_` are scored on the last of `datasets`, all others on the first.
+    """
+    if task not in TASK_TITLES:
+        raise ConfigError(f"unknown card task {task!r}; use one of {', '.join(TASK_TITLES)}")
+    out = Path(output_dir)
+    secrets = _secrets(training_args)
+    inputs = {
+        "model_name": model_name or (repo_id or os.path.abspath(out)).rstrip("/").split("/")[-1],
+        "base_model": _public_source(base_model),
+        "datasets": [_public_source(d) for d in datasets],
+        "task": task,
+        "strategy": public_value(strategy or describe_strategy(None)),
+        "loss_components": public_value(list(loss_components or [])),
+        "hyperparameters": hyperparameters(training_args) if training_args is not None else {},
+        "extra": public_value(dict(extra or {})),
+        "license": license,
+        "repo_id": repo_id,
+        "framework_versions": framework_versions(),
+        "log_history": [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in log_history or []],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CARD_INPUTS).write_text(scrub(json.dumps(inputs, indent=2), secrets) + "\n")
+    return _render(out, inputs, results or {}, template_path, secrets)
+
+
+def render_card(output_dir: str | Path, *, repo_id: str | None = None, template_path: str | Path | None = None) -> Path:
+    """Re-render README.md from card_inputs.json and the current *_results.json files (e.g. after re-evaluation)."""
+    out = Path(output_dir)
+    try:
+        inputs = json.loads((out / CARD_INPUTS).read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{out} has no {CARD_INPUTS}; pass the output_dir of a finished hftransfer recipe run"
+        ) from None
+    if repo_id:
+        inputs["repo_id"] = repo_id
+        (out / CARD_INPUTS).write_text(json.dumps(inputs, indent=2) + "\n")
+    return _render(out, inputs, read_results(out), template_path, _secrets(None))
+
+
+def read_results(output_dir: str | Path) -> dict[str, dict]:
+    """{label: metrics} from every `<label>_results.json` but train/all: validation first, then test, then the rest."""
+    files = {p.name.removesuffix("_results.json"): p for p in Path(output_dir).glob("*_results.json")}
+    order = {"eval": 0, "test": 1}
+    labels = sorted((k for k in files if k not in ("train", "all")), key=lambda k: (order.get(k, 2), k))
+    return {label: json.loads(files[label].read_text()) for label in labels}
+
+
+def _render(out: Path, inputs: dict, results: dict, template_path, secrets: list) -> Path:
+    from huggingface_hub import ModelCard, ModelCardData
+
+    task, datasets = inputs["task"], inputs["datasets"]
+    base = inputs["base_model"]
+    eval_results, rows = _results(task, datasets, results)
+    curves = CURVES if plot_training_curves(inputs["log_history"], out / CURVES) else None
+    timm = _is_timm_folder(out)
+    tags = [task, "hftransfer", "transfer-learning", inputs["strategy"]["name"]]
+    tags += [c["name"] for c in inputs["loss_components"]] + (["timm"] if timm else [])
+    tags += [_slug(base["display"])] if base["kind"] == "builtin" else []
+    hub_datasets = [d["name"] for d in datasets if d["kind"] == "hub"]
+    card_data = ModelCardData(
+        model_name=inputs["model_name"],
+        base_model=base["name"] if base["kind"] == "hub" else None,
+        datasets=hub_datasets or None,
+        library_name="transformers",
+        license=inputs["license"],
+        pipeline_tag=task,
+        tags=list(dict.fromkeys(tags)),
+        metrics=list(METRICS),
+        eval_results=eval_results or None,
+    )
+    strategy = dict(inputs["strategy"])
+    phases = strategy.pop("phases", None) or []
+    details = [(k, _fmt(v)) for k, v in strategy.items() if k not in ("name", "description")]
+    headline = next((r for r in rows if r["label"] == "test"), rows[0] if rows else None)
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template_path or TEMPLATE),
+        model_name=inputs["model_name"],
+        task=task,
+        task_title=TASK_TITLES[task],
+        base_model_display=base["display"],
+        base_model_phrase=_source_phrase(base, "model"),
+        datasets_phrase=" and ".join(_source_phrase(d, "dataset") for d in datasets),
+        strategy=inputs["strategy"],
+        strategy_details=details,
+        strategy_phases=[_fmt(p) for p in phases],
+        loss_components=[
+            {"name": c["name"], "weight": _fmt(c.get("weight", 1.0)),
+             "details": [(k, _fmt(v)) for k, v in c.items() if k not in ("name", "weight")]}
+            for c in inputs["loss_components"]
+        ],
+        extra=[(k, _fmt(v)) for k, v in inputs["extra"].items()],
+        headline=headline and {
+            "split": headline["split"], "dataset": headline["dataset"],
+            "metrics": [(t, v) for t, v in zip(headline["titles"], headline["cells"]) if v != "–"],
+        },
+        metric_titles=rows[0]["titles"] if rows else [],
+        results=rows,
+        hyperparameters=[(k, _fmt(v)) for k, v in inputs["hyperparameters"].items()],
+        curves=curves,
+        timm=timm,
+        repo_id=inputs.get("repo_id") or f"<your-username>/{inputs['model_name']}",
+        framework_versions=list(inputs["framework_versions"].items()),
+    )
+    path = out / CARD
+    path.write_text(scrub(str(card), secrets) + "\n", encoding="utf-8")
+    return path
+
+
+def _results(task: str, datasets: list[dict], results: dict[str, dict]):
+    """EvalResults for the card metadata (one per metric, dataset and split) and rows for the results table."""
+    from huggingface_hub import EvalResult
+
+    eval_results, rows = [], []
+    titles = list(METRICS.values()) + ["Loss"]
+    for label, metrics in results.items():
+        dataset = datasets[-1] if label.startswith("target_") else datasets[0]
+        split = label.removeprefix("target_").removeprefix("source_")
+        split = "validation" if split == "eval" else split
+        values = {m: metrics.get(f"{label}_{m}", metrics.get(m)) for m in list(METRICS) + ["loss"]}
+        if all(values[m] is None for m in METRICS):
+            continue
+        for metric, title in METRICS.items():
+            if values[metric] is None:
+                continue
+            eval_results.append(EvalResult(
+                task_type=task, task_name=TASK_TITLES[task], dataset_type=dataset["name"],
+                dataset_name=dataset["display"], dataset_split=split, metric_type=metric, metric_name=title,
+                metric_value=values[metric], metric_args=None if metric == "accuracy" else {"average": "macro"},
+            ))
+        rows.append({
+            "label": label, "split": label.replace("_", " ").replace("eval", "validation"),
+            "dataset": dataset["display"], "titles": titles,
+            "cells": ["–" if v is None else f"{v:.4f}" for v in values.values()],
+        })
+    return eval_results, rows
+
+
+def _public_source(name: str) -> dict:
+    """A model/dataset name as the card may show it: kind hub | builtin | local | other, never a local path."""
+    from .data.builtin import BUILTIN_DATASETS
+    from .models.builtin import BUILTIN_MODELS
+
+    if name in BUILTIN_MODELS:
+        return {"name": name, "kind": "builtin", "display": _BUILTIN_MODEL_NAMES.get(name, name)}
+    if name in BUILTIN_DATASETS:
+        description = BUILTIN_DATASETS.get(name).description.split(",")[0]
+        return {"name": name, "kind": "builtin", "display": description or name}
+    if is_hub_id(name):
+        return {"name": name, "kind": "hub", "display": name}
+    shown = public_name(name)
+    return {"name": shown, "kind": "local" if shown != name else "other", "display": shown}
+
+
+def _source_phrase(source: dict, what: str) -> str:
+    if source["kind"] == "hub":
+        prefix = "" if what == "model" else "datasets/"
+        return f"[{source['name']}](https://huggingface.co/{prefix}{source['name']})"
+    if source["kind"] == "builtin":
+        return f"{source['display']}, an hftransfer built-in (`{source['name']}`)"
+    return f"a local {what}, {source['display']}"
+
+
+def describe_strategy(strategy) -> dict:
+    """A strategy object as card data: its own `describe()` dict if it has one, else its name."""
+    if strategy is None:
+        return {"name": "full", "description": "every parameter trained with one learning rate"}
+    info = dict(strategy.describe()) if callable(getattr(strategy, "describe", None)) else {}
+    info = {"name": getattr(strategy, "name", type(strategy).__name__), **info}
+    phases = [_phase_text(p) for p in getattr(strategy, "phases", None) or []]
+    return {k: v for k, v in info.items() if v is not None} | ({"phases": phases} if phases else {})
+
+
+def _phase_text(phase) -> str:
+    """A strategy Phase (start_step, trainable groups, lr scales) as one line of the card."""
+    if not hasattr(phase, "start_step"):
+        return str(phase)
+    scales = {k: v for k, v in (phase.lr_scales or {}).items() if v != 1}
+    text = f"from step {phase.start_step}: train {', '.join(phase.trainable) or 'nothing'}"
+    return text + (f" (lr scales {', '.join(f'{k} x{_fmt(v)}' for k, v in scales.items())})" if scales else "")
+
+
+def describe_component(component) -> dict:
+    """A loss component as card data: name, weight, warm-up (or its own `describe()` dict)."""
+    if callable(getattr(component, "describe", None)):
+        return dict(component.describe())
+    info = {"name": getattr(component, "name", type(component).__name__)}
+    for key in ("weight", "warmup"):
+        if hasattr(component, key):
+            info[key] = getattr(component, key)
+    return info
+
+
+def hyperparameters(args) -> dict:
+    """The training arguments a reader needs to reproduce a run, named as transformers' own cards name them."""
+    world = getattr(args, "world_size", 1)
+    value = lambda v: getattr(v, "value", v)  # noqa: E731  (enum -> its string)
+    rows = {
+        "learning_rate": args.learning_rate,
+        "train_batch_size": args.per_device_train_batch_size,
+        "eval_batch_size": args.per_device_eval_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_devices": world,
+        "total_train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
+        "seed": args.seed,
+        "optimizer": f"{value(args.optim)} (betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})",
+        "weight_decay": args.weight_decay,
+        "lr_scheduler_type": value(args.lr_scheduler_type),
+        **_warmup(getattr(args, "warmup_steps", 0), getattr(args, "warmup_ratio", None)),
+        "num_epochs": args.num_train_epochs,
+        "training_steps": args.max_steps if args.max_steps > 0 else None,
+        "label_smoothing_factor": args.label_smoothing_factor or None,
+        "max_grad_norm": args.max_grad_norm,
+        "precision": "bf16 mixed" if args.bf16 else "fp16 mixed" if args.fp16 else "fp32",
+        "metric_for_best_model": args.metric_for_best_model if args.load_best_model_at_end else None,
+    }
+    return public_value({k: v for k, v in rows.items() if v is not None})
+
+
+def _warmup(steps: float, ratio: float | None) -> dict:
+    """transformers 5 takes a fraction of training in warmup_steps (< 1); older versions a warmup_ratio."""
+    if ratio:
+        return {"lr_scheduler_warmup_ratio": ratio}
+    return {"lr_scheduler_warmup_ratio" if 0 < steps < 1 else "lr_scheduler_warmup_steps": steps}
+
+
+def framework_versions() -> dict[str, str]:
+    from . import __version__
+
+    versions = {"hftransfer": __version__}
+    for name in FRAMEWORKS[1:]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def plot_training_curves(log_history: list[dict], path: str | Path) -> bool:
+    """Train loss (and logged loss terms) per step, validation accuracy per epoch; False when nothing was logged."""
+    losses = {}
+    for entry in log_history:
+        for key in ("loss", *sorted(k for k in entry if k.startswith("loss_"))):
+            if key in entry and "step" in entry:
+                losses.setdefault(key, []).append((entry["step"], entry[key]))
+    accuracy = [(e["epoch"], e["eval_accuracy"]) for e in log_history if "eval_accuracy" in e and "epoch" in e]
+    if not losses and not accuracy:
+        return False
+    from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed (Agg canvas)
+
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for key, points in losses.items():
+        loss_ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=key)
+    loss_ax.set(title="Training loss", xlabel="step", ylabel="loss")
+    if len(losses) > 1:
+        loss_ax.legend()
+    if accuracy:
+        acc_ax.plot(*zip(*accuracy), marker="o")
+    acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def _is_timm_folder(out: Path) -> bool:
+    try:
+        return "architecture" in json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() or c in ".-" else " " for c in text.lower()).split())
+
+
+def _secrets(training_args) -> list[str]:
+    return [getattr(training_args, "hub_token", None), os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+
+
+# ---- push ----------------------------------------------------------------------------------------------------------
+
+
+def push_output(
+    output_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload output_dir (model, processor, card, metrics; not checkpoints) to a model repo in one commit.
+
+    The token defaults to HF_TOKEN or the `hf auth login` one. Returns the commit URL. Never changes output_dir.
+    """
+    from huggingface_hub import HfApi, constants
+
+    out = Path(output_dir)
+    retry = f"then retry with `hftransfer push {output_dir} --repo-id {repo_id}`"
+    if not (out / "config.json").is_file():
+        raise HubError(f"{output_dir} holds no saved model (config.json); push the output_dir of a finished run")
+    if constants.is_offline_mode():
+        raise HubError(f"cannot push to {repo_id} while HF_HUB_OFFLINE=1 is set; unset it where the Hub is reachable, {retry}")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=out, ignore_patterns=PUSH_IGNORE,
+            commit_message=commit_message or f"Upload {out.resolve().name} (hftransfer)",
+        )
+    except Exception as error:  # noqa: BLE001  (every failure becomes one actionable line; the output is untouched)
+        raise _hub_error(error, repo_id, api.endpoint, retry) from None
+    return info.commit_url
+
+
+def _hub_error(error: Exception, repo_id: str, endpoint: str, retry: str) -> HubError:
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+
+    if isinstance(error, HFValidationError):
+        return HubError(f"invalid repo id {repo_id!r}: use namespace/name (letters, digits, '-', '_', '.')")
+    if isinstance(error, OfflineModeIsEnabled):
+        return HubError(f"cannot push to {repo_id} while HF_HUB_OFFLINE=1 is set; unset it where the Hub is reachable, {retry}")
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        if status == 401:
+            return HubError(
+                f"the Hub refused to push to {repo_id} (401 Unauthorized: missing or invalid token); pass a write "
+                f"token with --hub_token/--token, set HF_TOKEN or run `hf auth login`, {retry}"
+            )
+        if status == 403:
+            return HubError(
+                f"the token may not write to {repo_id} (403 Forbidden); use a token with write access to the "
+                f"{repo_id.split('/')[0]!r} namespace or push to your own, {retry}"
+            )
+        return HubError(f"pushing to {repo_id} failed ({status}): {_first_line(error)}; {retry}")
+    if isinstance(error, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return HubError(
+            f"cannot reach the Hub at {endpoint} ({type(error).__name__}); check the network, proxy or HF_ENDPOINT, {retry}"
+        )
+    return HubError(f"pushing to {repo_id} failed: {type(error).__name__}: {_first_line(error)}; {retry}")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# ---- recipe steps --------------------------------------------------------------------------------------------------
+
+
+def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, extra: dict | None = None) -> Path | None:
+    """After `trainer.save_model()`: the card for this run from what the recipe built (main process only)."""
+    args = trainer.args
+    if not args.should_save:
+        return None
+    return write_model_card(
+        args.output_dir,
+        base_model=loaded.source,
+        datasets=datasets or [data.name],
+        task=TASKS[loaded.modality],
+        strategy=describe_strategy(getattr(trainer, "strategy", None)),
+        loss_components=[describe_component(c) for c in getattr(trainer, "loss_components", [])],
+        training_args=args,
+        results=read_results(args.output_dir),
+        log_history=trainer.state.log_history,
+        extra=extra,
+        repo_id=args.hub_model_id,
+    )
+
+
+def push_run(trainer) -> str | None:
+    """With --push_to_hub: upload output_dir to --hub_model_id (main process only). Call it outside
+    `recipe_output_dir`, so a failed push leaves the finished local output in place."""
+    args = trainer.args
+    if not args.push_to_hub or not args.should_save:
+        return None
+    if not args.hub_model_id:
+        raise ConfigError("--push_to_hub needs --hub_model_id namespace/name; add it or drop --push_to_hub")
+    url = push_output(args.output_dir, args.hub_model_id, private=args.hub_private_repo, token=args.hub_token)
+    print(f"pushed {args.output_dir} to {url}")
+    return url

@@ -1,0 +1,187 @@
+"""Strategy machinery: layer groups, per-group learning-rate scales and a step-indexed freezing schedule.
+
+A strategy is a pure function of the training step: which layer groups train, and each group's learning-rate
+scale. Everything else follows from that, which is what makes it correct under DDP and after resume:
+- the optimizer holds every parameter from the start (HF's default optimizer skips frozen ones, so a group
+  unfrozen later would never train);
+- parameters frozen forever get `requires_grad=False` before DDP wraps the model (no backward through them);
+- parameters frozen only for a while keep `requires_grad=True` under DDP (DDP never syncs a parameter that was
+  frozen when it wrapped the model) and are held still by dropping their gradients before clipping and the
+  optimizer step; in a single process they are also switched off in autograd to save the backward;
+- learning-rate scales live in per-group LambdaLR factors multiplied onto the HF schedule, so they survive
+  linear/cosine warm-up schedules (a plain `lr_scale` key is ignored by them);
+- after resume, the phase is recomputed from the restored global step: nothing is re-frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+from ..models.groups import LayerGroup, layer_groups
+
+
+@dataclass
+class Phase:
+    start_step: int
+    trainable: list[str]  # group names
+    lr_scales: dict[str, float] = field(default_factory=dict)
+
+
+class Strategy:
+    """Base: everything trains at scale 1. Subclasses override `trainable_at` / `lr_scale` / `frozen_forever`."""
+
+    name = "base"
+
+    def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, **options):
+        self.head_lr_scale = head_lr_scale
+        self.layer_decay = layer_decay
+        self.options = options
+        self.groups: list[LayerGroup] = []
+        self.steps_per_epoch = 1.0
+        self.max_steps = 1
+        self.phases: list[Phase] = []
+        self._trainer = None
+        self._distributed = False
+        self._scheduled: list[bool] = []
+
+    # ---- what subclasses describe ----
+
+    def trainable_at(self, step: int) -> list[bool]:
+        """One flag per group (input -> head) for the given optimizer step."""
+        return [True] * len(self.groups)
+
+    def lr_scale(self, group_index: int, step: int) -> float:
+        depth = len(self.groups) - 1 - group_index  # head = 0
+        scale = self.head_lr_scale if depth == 0 else 1.0
+        if self.layer_decay is not None:
+            scale *= self.layer_decay**depth
+        return scale
+
+    def frozen_forever(self) -> list[bool]:
+        """Groups that never train at any step of any schedule length (safe to take out of autograd up front)."""
+        return [False] * len(self.groups)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def describe(self) -> dict:
+        return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay, **self.options}
+
+    # ---- machinery ----
+
+    def attach(self, trainer) -> None:
+        self._trainer = trainer
+        self._distributed = trainer.args.world_size > 1
+        model = trainer.model
+        self.groups = layer_groups(model)
+        forever, at_start = self.frozen_forever(), self.trainable_at(0)
+        for group, frozen in zip(self.groups, forever):
+            if frozen:
+                for p in group.parameters.values():
+                    p.requires_grad_(False)
+        # groups that start frozen and unfreeze later: the only ones whose autograd flag ever changes
+        self._scheduled = [not frozen and not trainable for frozen, trainable in zip(forever, at_start)]
+        trainer.add_callback(_StrategyCallback(self))
+
+    def param_groups(self, model: nn.Module, args) -> list[dict]:
+        decay = set(self._trainer.get_decay_parameter_names(model)) if self._trainer else set()
+        groups = []
+        for index, group in enumerate(self.groups):
+            for wd_name, members in (("decay", True), ("no_decay", False)):
+                params = [p for n, p in group.parameters.items() if (n in decay) == members and p.requires_grad]
+                if params:
+                    groups.append({
+                        "params": params, "lr": args.learning_rate, "layer_group": index,
+                        "weight_decay": args.weight_decay if members else 0.0, "name": f"{group.name}/{wd_name}",
+                    })
+        return groups
+
+    def scheduler_factor(self, layer_group: int):
+        return lambda step: self.lr_scale(layer_group, step) * (1.0 if self.trainable_at(step)[layer_group] else 0.0)
+
+    def apply_step(self, step: int, model: nn.Module | None = None) -> None:
+        """Set autograd flags and norm-layer modes for this step; log a phase change."""
+        flags = self.trainable_at(step)
+        for group, trainable, scheduled in zip(self.groups, flags, self._scheduled):
+            if scheduled and not self._distributed:
+                for p in group.parameters.values():
+                    p.requires_grad_(trainable)
+        trainable_names = [g.name for g, t in zip(self.groups, flags) if t]
+        if not self.phases or self.phases[-1].trainable != trainable_names:
+            scales = {g.name: round(self.lr_scale(i, step), 6) for i, g in enumerate(self.groups) if flags[i]}
+            self.phases.append(Phase(step, trainable_names, scales))
+            self._report(step, flags)
+
+    def freeze_norm_statistics(self, model: nn.Module, step: int) -> None:
+        """Norm layers of frozen groups stay in eval mode: their running statistics do not move either."""
+        flags = self.trainable_at(step)
+        frozen_params = {id(p) for g, t in zip(self.groups, flags) if not t for p in g.parameters.values()}
+        if not frozen_params:
+            return
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(
+                id(p) in frozen_params for p in module.parameters(recurse=False)
+            ):
+                module.eval()
+
+    def drop_frozen_gradients(self, step: int) -> None:
+        """Gradients of groups frozen at this step are removed before clipping and the optimizer step."""
+        for group, trainable in zip(self.groups, self.trainable_at(step)):
+            if not trainable:
+                for p in group.parameters.values():
+                    p.grad = None
+
+    def _report(self, step: int, flags: list[bool]) -> None:
+        trainer = self._trainer
+        if trainer is None or not trainer.is_world_process_zero():
+            return
+        lines = [f"[hftransfer] strategy {self.name}: phase from step {step}"]
+        for index, (group, trainable) in enumerate(zip(self.groups, flags)):
+            count = sum(p.numel() for p in group.parameters.values())
+            state = f"trains, lr x{self.lr_scale(index, step):.4g}" if trainable else "frozen"
+            lines.append(f"    {group.name:<24} {count:>12,d} params  {state}")
+        total = sum(p.numel() for g, t in zip(self.groups, flags) if t for p in g.parameters.values())
+        lines.append(f"    trainable parameters: {total:,d}")
+        print("\n".join(lines), flush=True)
+
+    def finalize(self, trainer, output_dir: str | Path) -> None:
+        """After the final save: record the strategy and its phases next to the model (read by the model card)."""
+        if trainer.is_world_process_zero():
+            self.save(output_dir)
+
+    def save(self, output_dir: str | Path) -> None:
+        record = {"strategy": self.describe(), "phases": [asdict(p) for p in self.phases],
+                  "groups": [g.name for g in self.groups]}
+        Path(output_dir, "transfer_strategy.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+class _StrategyCallback(TrainerCallback):
+    def __init__(self, strategy: Strategy):
+        self.strategy = strategy
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.strategy.max_steps = max(1, state.max_steps)
+        epochs = state.num_train_epochs or args.num_train_epochs
+        self.strategy.steps_per_epoch = max(1.0, state.max_steps / max(epochs, 1e-9))
+        self.strategy.apply_step(state.global_step)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.strategy.apply_step(state.global_step)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.strategy.drop_frozen_gradients(state.global_step)
+
+
+def epochs_to_steps(strategy: Strategy, epochs: float) -> int:
+    return int(math.ceil(epochs * strategy.steps_per_epoch))
+
+
+def norm_or_bias(name: str, param: torch.Tensor) -> bool:
+    return name.endswith(".bias") or param.ndim <= 1

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+from torch import nn
+
+from . import STRATEGIES
+from .base import Strategy
+from ..models.groups import LayerGroup, head_module
+
+
+@STRATEGIES.register("lora")
+class LoRA(Strategy):
+    """peft LoRA adapters on the backbone's linear/1x1-conv layers; the new head trains in full and is saved.
+
+    The output folder holds the merged plain model (loads anywhere) and the adapter itself under `adapter/`.
+    """
+
+    name = "lora"
+
+    def __init__(self, lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
+                 lora_target: str | None = None, **kw):
+        super().__init__(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_target=lora_target, **kw)
+        self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target = lora_r, lora_alpha, lora_dropout, lora_target
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            from ..errors import ConfigError
+
+            raise ConfigError("--strategy lora needs peft; install it with `pip install 'hftransfer[lora]'`") from None
+        head = head_module(model)
+        head_name = next(name for name, module in model.named_modules() if module is head)
+        targets = self.lora_target.split(",") if self.lora_target else _default_targets(model, head_name)
+        config = LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                            target_modules=targets, modules_to_save=[head_name])
+        return get_peft_model(model, config)
+
+    def attach(self, trainer) -> None:
+        self._trainer = trainer
+        self._distributed = trainer.args.world_size > 1
+        named = dict(trainer.model.named_parameters())
+        lora = {n: p for n, p in named.items() if "lora_" in n}
+        head = {n: p for n, p in named.items() if "modules_to_save" in n}
+        self.groups = [LayerGroup("lora_adapters", lora), LayerGroup("head", head)]
+        self._scheduled = [False, False]
+        from .base import _StrategyCallback
+
+        trainer.add_callback(_StrategyCallback(self))
+
+    def export_model(self, model: nn.Module) -> nn.Module:
+        """A plain transformers model with the adapters merged in (the trained model is left untouched)."""
+        import copy
+
+        return copy.deepcopy(model).merge_and_unload()
+
+    def finalize(self, trainer, output_dir) -> None:
+        if trainer.is_world_process_zero():
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            model.save_pretrained(Path(output_dir) / "adapter")
+        super().finalize(trainer, output_dir)
+
+
+def _default_targets(model: nn.Module, head_name: str) -> list[str]:
+    """Attention/MLP linears of transformers, 1x1 and dense convs of CNNs; never the head or depthwise convs."""
+    targets = []
+    for name, module in model.named_modules():
+        if name == head_name or name.startswith(head_name + "."):
+            continue
+        if isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1):
+            targets.append(name)
+    return targets

@@ -1,0 +1,26 @@
+from . import STRATEGIES
+from .base import Strategy, epochs_to_steps
+
+
+@STRATEGIES.register("lp_ft")
+class LinearProbeThenFineTune(Strategy):
+    """LP-FT (Kumar et al. 2022): probe the head for `lp_epochs`, then fine-tune everything at lr * ft_lr_scale."""
+
+    name = "lp_ft"
+
+    def __init__(self, lp_epochs: float = 1.0, ft_lr_scale: float = 0.1, **kw):
+        super().__init__(lp_epochs=lp_epochs, ft_lr_scale=ft_lr_scale, **kw)
+        self.lp_epochs = lp_epochs
+        self.ft_lr_scale = ft_lr_scale
+
+    def _probing(self, step: int) -> bool:
+        return step < epochs_to_steps(self, self.lp_epochs)
+
+    def trainable_at(self, step):
+        if self._probing(step):
+            return [i == len(self.groups) - 1 for i in range(len(self.groups))]
+        return [True] * len(self.groups)
+
+    def lr_scale(self, group_index, step):
+        base = super().lr_scale(group_index, step)
+        return base if self._probing(step) else base * self.ft_lr_scale

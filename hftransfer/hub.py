@@ -381,7 +381,6 @@ def push_output(
 
 
 def _hub_error(error: Exception, repo_id: str, endpoint: str, retry: str) -> HubError:
-    import httpx
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
 
     if isinstance(error, HFValidationError):
@@ -401,11 +400,17 @@ def _hub_error(error: Exception, repo_id: str, endpoint: str, retry: str) -> Hub
                 f"{repo_id.split('/')[0]!r} namespace or push to your own, {retry}"
             )
         return HubError(f"pushing to {repo_id} failed ({status}): {_first_line(error)}; {retry}")
-    if isinstance(error, (httpx.TransportError, ConnectionError, TimeoutError)):
+    if _is_network_error(error):
         return HubError(
             f"cannot reach the Hub at {endpoint} ({type(error).__name__}); check the network, proxy or HF_ENDPOINT, {retry}"
         )
     return HubError(f"pushing to {repo_id} failed: {type(error).__name__}: {_first_line(error)}; {retry}")
+
+
+def _is_network_error(error: Exception) -> bool:
+    """Connection refused, DNS, timeouts: by class name, whichever HTTP library huggingface_hub runs on."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return isinstance(error, (ConnectionError, TimeoutError)) or bool(names & {"TransportError", "RequestError"})
 
 
 def _first_line(error: Exception) -> str:

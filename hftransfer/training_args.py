@@ -53,9 +53,13 @@ class TransferTrainingArguments(TrainingArguments):
             self.dataloader_num_workers = default_num_workers()
         if self.dataloader_num_workers == 0:
             self.dataloader_persistent_workers = False
-        if self.bf16 is None:
-            import torch
+        import torch
 
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            # Accelerate only sets up CPU DDP (gloo) when told it is on CPU: torchrun on a CPU-only machine would
+            # otherwise train N unsynchronised copies
+            self.use_cpu = True
+        if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
         if self.push_to_hub and not self.hub_model_id:  # checked before training, not after it
             from .errors import ConfigError

@@ -204,8 +204,9 @@ def _align_labels(data, label_names: list[str]):
 
 def format_interpolation_table(result: dict) -> str:
     metric, names = result["metric"], result["eval_datasets"]
-    width = max(10, *(len(n) for n in names))
-    lines = [f"{'alpha':>6}  " + "  ".join(f"{n:>{width}}" for n in names) + f"   ({metric}, test split)"]
+    short = [Path(n).name if len(n) > 20 else n for n in names]  # a folder path as its last part
+    width = max(10, *(len(n) for n in short))
+    lines = [f"{'alpha':>6}  " + "  ".join(f"{n:>{width}}" for n in short) + f"   ({metric}, test split)"]
     for alpha, per_dataset in result["table"].items():
         mark = " *" if float(alpha) == result["selection"]["alpha"] else ""
         lines.append(f"{alpha:>6}  " + "  ".join(f"{per_dataset[n][metric]:>{width}.4f}" for n in names) + mark)

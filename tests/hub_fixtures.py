@@ -92,6 +92,11 @@ def wire_hf_client(monkeypatch: pytest.MonkeyPatch, url: str, home: Path) -> Non
     if git_credential is not None:
         monkeypatch.setattr(git_credential, "ENDPOINT", url, raising=False)
 
+    # transformers shares one HfApi whose endpoint was fixed when it was built (maybe for another server): fresh one.
+    transformers_hub = sys.modules.get("transformers.utils.hub")
+    if transformers_hub is not None and hasattr(transformers_hub, "_hf_api"):
+        monkeypatch.setattr(transformers_hub, "_hf_api", None)
+
     # The shared httpx client keeps pooled connections (and read proxy env vars when it was built): start fresh.
     huggingface_hub.close_session()
 

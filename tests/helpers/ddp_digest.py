@@ -1,0 +1,41 @@
+"""Run a recipe under torchrun and write, per rank, a digest of the final weights and which groups changed.
+
+    torchrun --nproc_per_node 2 tests/helpers/ddp_digest.py RECIPE_NAME DIGEST_DIR -- RECIPE ARGS...
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+
+def main():
+    recipe, digest_dir = sys.argv[1], Path(sys.argv[2])
+    argv = sys.argv[sys.argv.index("--") + 1:]
+    path = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.py"
+    spec = importlib.util.spec_from_file_location("recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    trainer = module.main(argv)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    state = {k: v.detach().cpu() for k, v in sorted(model.state_dict().items())}
+    digest = hashlib.sha256()
+    for key, value in state.items():
+        digest.update(key.encode())
+        digest.update(value.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    record = {"sha256": digest.hexdigest(), "phases": [p.trainable for p in getattr(trainer.strategy, "phases", [])]}
+    if trainer.strategy is not None:
+        record["groups"] = {g.name: sorted(g.parameters) for g in trainer.strategy.groups}
+    rank = int(os.environ.get("RANK", "0"))
+    digest_dir.mkdir(parents=True, exist_ok=True)
+    (digest_dir / f"rank{rank}.json").write_text(json.dumps(record))
+    torch.save(state, digest_dir / f"rank{rank}_state.pt")
+
+
+if __name__ == "__main__":
+    main()

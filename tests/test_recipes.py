@@ -1,0 +1,130 @@
+"""Each recipe end to end on tiny data: the output folder is a standard model that predicts like the trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, tiny_image_args, tiny_text_args
+
+from hftransfer.data import load_classification_data, prepare_image_splits, prepare_text_splits
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _trainer_predictions(trainer, dataset) -> np.ndarray:
+    return np.asarray(trainer.predict(dataset).predictions).reshape(-1)
+
+
+def test_image_recipe_output_loads_with_pipeline_and_timm(tiny_timm_dir, image_recipe, tmp_path):
+    import timm
+    from transformers import AutoModelForImageClassification, pipeline
+
+    out = tmp_path / "out"
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, out))
+    for name in ("config.json", "model.safetensors", "test_results.json", "eval_results.json"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "test_results.json").read_text())
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["test_samples_per_second"] > 0
+
+    data = load_classification_data("digits", "image", max_train_samples=96, max_eval_samples=40)
+    test = prepare_image_splits(data, trainer.processing_class, hflip=0.0, crop_scale_min=1.0)["test"]
+    expected = _trainer_predictions(trainer, test)
+    # the test split really is the test split (transformers caches eval loaders; we must not reuse validation's)
+    assert len(expected) == len(data.splits["test"]) == 40
+    assert results["test_accuracy"] == pytest.approx(float(np.mean(expected == np.asarray(data.splits["test"]["label"]))))
+
+    images = [data.splits["test"][i]["image"] for i in range(8)]
+    classifier = pipeline("image-classification", model=str(out), device="cpu")
+    labels = [classifier(image, top_k=1)[0]["label"] for image in images]
+    names = data.label_names
+    assert labels == [names[i] for i in expected[:8]]
+
+    reloaded = AutoModelForImageClassification.from_pretrained(out).eval()
+    assert reloaded.config.id2label[0] == names[0] and reloaded.config.num_labels == len(names)
+
+    timm_model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    config = timm.data.resolve_data_config({}, model=timm_model)
+    transform = timm.data.create_transform(**config)
+    batch = torch.stack([transform(image.convert("RGB")) for image in images])
+    with torch.inference_mode():
+        timm_predictions = timm_model(batch).argmax(-1).numpy()
+    assert timm_predictions.tolist() == expected[:8].tolist()
+
+
+def test_text_recipe_output_loads_with_pipeline(tiny_bert_dir, text_recipe, tmp_path):
+    from transformers import pipeline
+
+    out = tmp_path / "out"
+    trainer = text_recipe.main(tiny_text_args(tiny_bert_dir, out))
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "test_results.json"):
+        assert (out / name).is_file(), name
+
+    data = load_classification_data("tweets", "text", max_train_samples=96, max_eval_samples=40)
+    test = prepare_text_splits(data, trainer.processing_class, max_length=32)["test"]
+    expected = _trainer_predictions(trainer, test)
+    assert len(expected) == 40
+    texts = data.splits["test"]["text"][:8]
+    classifier = pipeline("text-classification", model=str(out), device="cpu", truncation=True, max_length=32)
+    labels = [r["label"] for r in classifier(texts)]
+    assert labels == [data.label_names[i] for i in expected[:8]]
+
+
+def test_image_recipe_from_the_command_line_with_accelerate(tiny_timm_dir, tmp_path):
+    out = tmp_path / "out"
+    command = ["accelerate", "launch", "--num_processes", "1", "--cpu", "--mixed_precision", "no",
+               str(REPO / "recipes" / "image_cls.py"), *tiny_image_args(tiny_timm_dir, out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "test_results.json").read_text())["test_accuracy"] >= 0.0
+
+
+def test_text_recipe_from_the_command_line_with_yaml_config(tiny_bert_dir, tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {tiny_bert_dir}\nlearning_rate: 1.0e-4\nnum_train_epochs: 1\n")
+    command = [sys.executable, str(REPO / "recipes" / "text_cls.py"), "--config", str(config),
+               *tiny_text_args(tiny_bert_dir, out)[2:]]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    args = torch.load(out / "training_args.bin", weights_only=False)
+    assert args.learning_rate == 1e-4  # from the YAML file, under the command-line flags
+
+
+@pytest.mark.timeout(600)
+def test_torchrun_two_processes_gradual_ranks_identical(tiny_timm_dir, tmp_path):
+    """DDP on CPU (gloo): both ranks end identical; frozen groups unchanged; groups unfrozen mid-run trained."""
+    from safetensors.torch import load_file
+
+    out, digests = tmp_path / "out", tmp_path / "digests"
+    args = tiny_image_args(tiny_timm_dir, out, "--strategy", "gradual", "--unfreeze_unit", "step",
+                           "--unfreeze_every", "2", "--max_train_samples", "128")
+    command = ["torchrun", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               str(REPO / "tests" / "helpers" / "ddp_digest.py"), "image_cls", str(digests), "--", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0, rank1 = (json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["sha256"] == rank1["sha256"]
+
+    # 128 examples / (2 ranks x 16) = 4 steps: head, then +1 group at step 2 -> the top 2 groups trained
+    assert rank0["phases"][-1] == list(rank0["groups"])[-2:]
+    initial = {f"timm_model.{k}": v for k, v in load_file(tiny_timm_dir / "model.safetensors").items()}
+    final = torch.load(digests / "rank0_state.pt", weights_only=True)
+    group_names = list(rank0["groups"])
+    unfrozen_mid_run = rank0["groups"][group_names[-2]]
+    frozen = [n for g in group_names[:-2] for n in rank0["groups"][g]]
+    assert frozen and all(torch.equal(initial[n], final[n]) for n in frozen)
+    assert any(not torch.equal(initial[n], final[n]) for n in unfrozen_mid_run)

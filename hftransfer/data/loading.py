@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -92,6 +93,9 @@ def _load_raw(name: str, config_name: str | None):
         except DataError:
             raise
         except Exception as error:  # datasets raises many types for unreadable local data
+            empty = re.search(r'Instruction "(\w+)" corresponds to no data', str(error))
+            if empty:
+                raise DataError(f"split {empty.group(1)!r} of dataset {name!r} is empty; add examples or drop the split") from None
             raise DataError(f"cannot read dataset {name!r}: {_first_line(error)}") from None
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise DataError(f"dataset path {name!r} does not exist; pass an existing folder or file, a Hub id or a built-in")

@@ -1,0 +1,181 @@
+"""Every registered strategy: what must stay frozen is bitwise unchanged, what must train changes, and each
+layer group's effective learning rate at each step matches the strategy's spec. Plus resume mid-schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hftransfer.models import load_classifier
+from hftransfer.strategies import STRATEGIES, build_strategy
+from hftransfer.arguments import StrategyArguments
+from hftransfer.trainer import TransferTrainer
+from hftransfer.training_args import TransferTrainingArguments
+
+BASE_LR = 1e-2
+STEPS = 6
+
+
+class RandomImages(torch.utils.data.Dataset):
+    def __init__(self, n: int = 48, size: int = 32, classes: int = 3):
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 3, size, size, generator=generator)
+        self.y = torch.randint(0, classes, (n,), generator=generator)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+class RecordLR(TrainerCallback):
+    """Effective LR of each layer group (by name) at the start of each optimizer step."""
+
+    def __init__(self):
+        self.lrs: list[dict[str, float]] = []
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        record = {}
+        for group in optimizer.param_groups:
+            record[group["name"].split("/")[0]] = group["lr"]
+        self.lrs.append(record)
+
+
+def make_trainer(model_dir, out, strategy_name: str, callbacks=(), **options):
+    loaded = load_classifier(str(model_dir), ["a", "b", "c"], "image", image_size=32)
+    strategy = build_strategy(StrategyArguments(strategy=strategy_name, **options))
+    args = TransferTrainingArguments(
+        output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=8, learning_rate=BASE_LR,
+        lr_scheduler_type="constant", warmup_steps=0, eval_strategy="no", save_strategy="no",
+        load_best_model_at_end=False, dataloader_num_workers=0, logging_steps=1, seed=0, disable_tqdm=True,
+        weight_decay=0.01, num_train_epochs=1,
+    )
+    return TransferTrainer(model=loaded.model, args=args, train_dataset=RandomImages(), strategy=strategy,
+                           callbacks=list(callbacks))
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def changed(before, after, names) -> dict[str, bool]:
+    return {n: not torch.equal(before[n], after[n]) for n in names}
+
+
+def group_params(trainer) -> list[tuple[str, list[str]]]:
+    return [(g.name, list(g.parameters)) for g in trainer.strategy.groups]
+
+
+SPEC = {
+    # strategy -> (options, expected group LR scale at step s given group depth d (0 = head) and group count)
+    "full": ({"head_lr_scale": 10.0}, lambda s, d, n: 10.0 if d == 0 else 1.0),
+    "linear_probe": ({}, lambda s, d, n: 1.0 if d == 0 else None),
+    "gradual": ({"unfreeze_unit": "step", "unfreeze_every": 2}, lambda s, d, n: 1.0 if d <= s // 2 else 0.0),
+    "llrd": ({"layer_decay": 0.5}, lambda s, d, n: 0.5**d),
+    "lp_ft": ({"lp_epochs": 0.5, "ft_lr_scale": 0.1}, lambda s, d, n: (1.0 if d == 0 else 0.0) if s < 3 else 0.1),
+    "bitfit": ({}, lambda s, d, n: 1.0),
+    "lora": ({"lora_r": 4}, lambda s, d, n: 1.0),
+}
+
+
+def test_every_registered_strategy_has_a_spec():
+    assert sorted(SPEC) == STRATEGIES.names()
+
+
+@pytest.mark.parametrize("name", sorted(SPEC))
+def test_strategy_freezes_trains_and_scales_lr_as_specified(name, tiny_timm_dir, tmp_path):
+    options, expected_scale = SPEC[name]
+    recorder = RecordLR()
+    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", name, callbacks=[recorder], **options)
+    model = trainer.model
+    before = snapshot(model)
+    groups = group_params(trainer)
+    trainer.train()
+    after = snapshot(model)
+    n = len(groups)
+
+    # effective LR per group and step
+    assert len(recorder.lrs) == STEPS
+    for step, lrs in enumerate(recorder.lrs):
+        for index, (group, _) in enumerate(groups):
+            scale = expected_scale(step, n - 1 - index, n)
+            if scale is None:
+                assert group not in lrs  # out of the optimizer entirely: frozen for good
+            else:
+                assert lrs[group] == pytest.approx(BASE_LR * scale), (step, group)
+
+    # which parameters moved
+    state_names = lambda names: [k for k in names if k in before]  # noqa: E731  (peft renames some keys)
+    head = state_names(groups[-1][1])
+    if name == "lora":
+        base_weights = [k for k in before if "base_layer" in k and k.endswith("weight")]
+        adapters = [k for k in before if "lora_B" in k]
+        assert base_weights and not any(changed(before, after, base_weights).values())
+        assert any(changed(before, after, adapters).values())
+        assert any(changed(before, after, [k for k in before if "modules_to_save" in k]).values())
+        return
+    assert all(changed(before, after, head).values())
+    backbone = [k for _, names in groups[:-1] for k in state_names(names)]
+    if name in ("full", "llrd"):
+        assert all(changed(before, after, backbone).values())
+    elif name == "linear_probe":
+        assert not any(changed(before, after, backbone).values())
+        buffers = [k for k in before if "running_mean" in k or "running_var" in k]
+        assert buffers and not any(changed(before, after, buffers).values())  # frozen BN statistics
+    elif name == "gradual":  # steps 0-1: head; 2-3: +1 group; 4-5: +2 groups
+        trained = [k for _, names in groups[-3:-1] for k in names]
+        frozen = [k for _, names in groups[:-3] for k in names]
+        assert all(changed(before, after, trained).values())
+        assert frozen and not any(changed(before, after, frozen).values())
+    elif name == "lp_ft":
+        assert all(changed(before, after, backbone).values())
+    elif name == "bitfit":
+        conv_weights = [k for k in backbone if k.endswith("weight") and before[k].ndim == 4]
+        biases = [k for k in backbone if k.endswith("bias")]
+        assert conv_weights and not any(changed(before, after, conv_weights).values())
+        assert biases and all(changed(before, after, biases).values())
+
+
+def test_lr_scales_survive_a_warmup_schedule(tiny_timm_dir, tmp_path):
+    recorder = RecordLR()
+    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", "llrd", callbacks=[recorder], layer_decay=0.5)
+    trainer.args.lr_scheduler_type = "cosine"
+    trainer.args.warmup_steps = 2
+    trainer.train()
+    head, below = recorder.lrs[-1]["head"], recorder.lrs[-1][trainer.strategy.groups[-2].name]
+    assert 0 < head < BASE_LR and below == pytest.approx(head * 0.5)
+    assert recorder.lrs[0]["head"] == 0.0 and recorder.lrs[1]["head"] == pytest.approx(BASE_LR / 2)
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_gradual_resume_mid_schedule_equals_uninterrupted_run(tiny_timm_dir, tmp_path):
+    options = {"unfreeze_unit": "step", "unfreeze_every": 2}
+
+    def run(out, callbacks=(), resume=None):
+        trainer = make_trainer(tiny_timm_dir, out, "gradual", callbacks=callbacks, **options)
+        trainer.args.save_strategy = "steps"
+        trainer.args.save_steps = 3
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    uninterrupted = run(tmp_path / "a")
+    interrupted = run(tmp_path / "b", callbacks=[StopAt(3)])
+    assert interrupted.state.global_step == 3 and (tmp_path / "b" / "checkpoint-3").is_dir()
+    resumed = run(tmp_path / "c", resume=str(tmp_path / "b" / "checkpoint-3"))
+
+    expected, actual = snapshot(uninterrupted.model), snapshot(resumed.model)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    # the resumed run starts in the phase of step 3 (head + one group): nothing re-frozen
+    groups = [g.name for g in resumed.strategy.groups]
+    assert resumed.strategy.phases[0].start_step == 3 and resumed.strategy.phases[0].trainable == groups[-2:]

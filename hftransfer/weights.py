@@ -114,6 +114,8 @@ def interpolate(
         raise ConfigError("pass at least one alpha, e.g. --alphas 0 0.25 0.5 0.75 1")
     if not eval_datasets:
         raise ConfigError("pass at least one dataset to evaluate on, e.g. --eval mnist5k")
+    if output_dir is not None and Path(output_dir).resolve() == Path(finetuned).expanduser().resolve():
+        raise ConfigError("--output_dir is the fine-tuned model's folder; choose another folder for the chosen model")
     select_on = select_on or eval_datasets[0]
     if select_on not in eval_datasets:
         raise ConfigError(f"--select-on {select_on!r} must be one of the --eval datasets ({', '.join(eval_datasets)})")

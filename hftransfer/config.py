@@ -24,7 +24,7 @@ def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[
     if known.config:
         defaults.update(load_yaml_config(known.config, valid))
 
-    parser = HfArgumentParser(dataclass_types)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)  # a typo must not pass as an abbreviation
     parser.add_argument("--config", help="YAML file of arguments; command-line flags override it.")
     parser.set_defaults(**defaults)
     *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)

@@ -1,0 +1,41 @@
+"""Argument precedence and the shipped YAML configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+from hftransfer.arguments import ImageDataArguments, ModelArguments, StrategyArguments, TextDataArguments
+from hftransfer.config import parse_recipe_args
+from hftransfer.errors import ConfigError
+from hftransfer.training_args import TransferTrainingArguments
+
+IMAGE = (ModelArguments, ImageDataArguments, StrategyArguments, TransferTrainingArguments)
+TEXT = (ModelArguments, TextDataArguments, StrategyArguments, TransferTrainingArguments)
+
+
+def test_precedence_defaults_then_recipe_then_yaml_then_flags(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("learning_rate: 0.5\nnum_train_epochs: 7\n")
+    model, data, strategy, training = parse_recipe_args(
+        IMAGE, {"learning_rate": 0.1, "num_train_epochs": 2, "image_size": 48},
+        ["--config", str(config), "--num_train_epochs", "9", "--output_dir", str(tmp_path / "o")],
+    )
+    assert (training.learning_rate, training.num_train_epochs, data.image_size) == (0.5, 9, 48)
+    assert training.eval_strategy == "epoch" and training.logging_nan_inf_filter is False
+
+
+def test_unrecognised_flag_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="unrecognised arguments: --learning_rat"):
+        parse_recipe_args(IMAGE, {}, ["--learning_rat", "1", "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse_and_name_their_command(path: Path):
+    first_line = path.read_text().splitlines()[0]
+    recipe = "image_cls" if "image_cls.py" in first_line else "text_cls"
+    assert first_line.startswith("# accelerate launch recipes/") and f"--config recipes/configs/{path.name}" in first_line
+    parse_recipe_args(IMAGE if recipe == "image_cls" else TEXT, {}, ["--config", str(path)])

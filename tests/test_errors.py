@@ -126,3 +126,15 @@ def test_command_line_prints_one_error_line_and_exits_2(tmp_path):
     assert lines == ["error: unknown built-in dataset 'nope'; built-ins are digits, mnist5k, tweets, "
                      "or pass a Hub dataset id (org/name) or a local folder/file"]
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_string_labels_in_csv_become_class_names(tmp_path):
+    from hftransfer.data import load_classification_data
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\n" + "".join(f"t {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
+    (folder / "test.csv").write_text("text,label\n" + "".join(f"u {i},{'pos' if i % 3 else 'neg'}\n" for i in range(9)))
+    data = load_classification_data(str(folder), "text")
+    assert data.label_names == ["neg", "pos"]
+    assert data.splits["test"]["label"] == [0 if i % 3 == 0 else 1 for i in range(9)]

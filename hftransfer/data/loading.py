@@ -176,7 +176,7 @@ def _find_column(split, requested, candidates, what: str, name: str) -> str:
 
 def _encode_labels(splits, name: str):
     """Labels become ClassLabel ids shared by all splits; names come from the train split."""
-    from datasets import ClassLabel
+    from datasets import ClassLabel, Value
 
     feature = splits["train"].features["label"]
     if isinstance(feature, ClassLabel):
@@ -189,7 +189,7 @@ def _encode_labels(splits, name: str):
             label_names = sorted(values)
             splits = splits.map(
                 lambda b: {"label": [_label_id(v, label_names, name) for v in b["label"]]}, batched=True
-            )
+            ).cast_column("label", Value("int64"))
         elif all(isinstance(v, int) for v in values):
             label_names = [str(i) for i in range(max(values) + 1)]
         else:

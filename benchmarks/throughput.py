@@ -557,20 +557,24 @@ class Child:
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env=env, cwd=str(REPO))
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
+                                     cwd=str(REPO), bufsize=0)
         self.result = None
+        self._buffer = b""
 
     def read(self, timeout: float = 1800) -> dict:
+        """The child's next JSON line (own buffering: select() cannot see lines a file object already buffered)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 5)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line:
-                    return json.loads(line)
-            if self.proc.poll() is not None:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 5)
+            chunk = os.read(fd, 65536) if ready else b""
+            self._buffer += chunk
+            if not chunk and self.proc.poll() is not None:
                 break
+        if b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            return json.loads(line)
         self.proc.kill()
         self.log.flush()
         tail = self.log_path.read_text().splitlines()[-15:]
@@ -583,7 +587,7 @@ class Child:
         return message
 
     def go(self) -> None:
-        self.proc.stdin.write("go\n")
+        self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
 
     def finish(self) -> dict:

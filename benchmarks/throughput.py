@@ -1,29 +1,31 @@
 """Steady-state training throughput: our recipe path vs a plain PyTorch loop vs stock `transformers.Trainer`.
 
-    python benchmarks/throughput.py                      # CPU suite, default models, JSON on stdout (~6 min on 2 cores)
-    python benchmarks/throughput.py --workloads image-jpeg --variants recipe stock loader
+    python benchmarks/throughput.py                      # CPU suite, default models, JSON on stdout (~7.5 min, 2 cores)
+    python benchmarks/throughput.py --workloads image-jpeg --variants recipe "recipe:--dataloader_num_workers 0"
     python benchmarks/throughput.py --workloads image-synthetic --device cuda --bf16 --model resnet50 \
         --image-size 224 --batch-size 256 [--compile]
     python benchmarks/throughput.py --workloads text-synthetic --device cuda --bf16 --model bert-base \
         --seq-len 128 --batch-size 128
-    python benchmarks/throughput.py --workloads image-synthetic --variant recipe   # one variant, no parent
+    python benchmarks/throughput.py --workloads text-fixed --variant recipe   # one variant, in this process
 
-Variants (each in its own subprocess, so peak memory is per variant):
-  recipe  TransferTrainer + TransferTrainingArguments parsed exactly as the recipe parses them (its DEFAULTS),
-          the recipe's data pipeline and strategy.
-  plain   the same model (same seed), batch, precision and AdamW (fused, the recipe's lr and weight decay):
-          model.train(); for each pre-collated batch: copy to the device, forward, backward, step,
-          zero_grad(set_to_none=True). No data loader in the timed loop: the compute ceiling.
-  stock   transformers.Trainer + TrainingArguments defaults (output_dir, batch size, max_steps set; any other
-          override is listed under the variant's "overrides").
-  loader  the recipe's training DataLoader alone (image-jpeg): how fast the data can arrive.
+Variants, each in its own subprocess (peak memory is per variant); `KIND:OPTIONS` runs a modified one:
+  recipe  TransferTrainer + TransferTrainingArguments parsed exactly as the recipe parses them (its DEFAULTS), the
+          recipe's data pipeline and strategy. OPTIONS: more recipe flags ("recipe:--dataloader_num_workers 0").
+  plain   the same model (same seed), batch, precision and update rule (fused AdamW with the recipe's lr and
+          weight decay, gradients clipped at the recipe's max_grad_norm): model.train(); per pre-collated batch:
+          copy to the device, forward, backward, clip, step, zero_grad(set_to_none=True). No data loader in the
+          timed loop: the compute ceiling. OPTIONS, comma-separated: channels_last (the recipe's memory format for
+          CNNs), keep_freed_memory (the recipe's CPU allocator setting), no_clip.
+  stock   transformers.Trainer + TrainingArguments defaults (output_dir, batch size, max_steps, seed set; any other
+          override is listed under the variant's "overrides"). OPTIONS: TrainingArguments flags.
+  loader  the recipe's training DataLoader alone (its workers, collator, device copy): how fast data can arrive.
 
 Timing: `warmup` untimed steps, then `rounds` windows of `steps` timed steps, each preceded by `rewarm` untimed
-steps (they drain batches that loader workers prefetched while the process waited). Trainer variants are
-timed by a TrainerCallback at on_step_end; on CUDA every window boundary synchronises. Variant processes are
-started one at a time and, on CPU, their windows interleave (a b c, c b a, ...) so that load from other
-processes hits every variant alike; medians over windows are reported. Nothing here imports `datasets` on the
-synthetic paths except through hftransfer itself (see benchmarks/README.md for the GPU machine).
+steps (they drain batches that loader workers prefetched while the process waited). Trainer variants are timed
+by a TrainerCallback at on_step_end; on CUDA every window boundary synchronises. Variant processes start one at
+a time; on CPU their windows interleave (a b c, c b a, ...) so that load from other processes hits every variant
+alike. Rates are medians over windows; ratios are medians of per-round paired ratios. The synthetic paths import
+`datasets` only through hftransfer itself (benchmarks/README.md: what the GPU machine needs).
 """
 
 from __future__ import annotations
@@ -41,30 +43,35 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # measure this checkout's hftransfer, installed or not
+    sys.path.insert(0, str(REPO))
 WORKLOADS = {  # name -> (modality, variants run by default)
-    "image-synthetic": ("image", ["recipe", "plain", "stock"]),
-    "image-jpeg": ("image", ["recipe", "plain", "stock", "loader"]),
-    "text-fixed": ("text", ["recipe", "plain", "stock"]),
+    "image-synthetic": ("image", ["recipe", "plain", "plain:channels_last,keep_freed_memory", "stock"]),
+    "image-jpeg": ("image", ["recipe", "stock", "loader"]),  # compute ceiling: image-synthetic's plain
+    "text-fixed": ("text", ["recipe", "plain", "plain:keep_freed_memory", "stock"]),
     "text-dynamic": ("text", ["recipe", "plain", "stock"]),
     "text-synthetic": ("text", ["recipe", "plain", "stock"]),
 }
 DEFAULT_SUITE = ["image-synthetic", "image-jpeg", "text-fixed", "text-dynamic"]
 DEFAULT_MODELS = {"image": "efficientnet_lite0", "text": "minilm"}
+KINDS = ("recipe", "plain", "stock", "loader")
 BERT_CONFIGS = {  # random-init text models by name (no Hub): BertConfig keyword arguments
     "bert-base": {},
     "bert-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+    "bert-tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512},
 }
+RATIO_PAIRS = [("recipe", "plain"), ("recipe", "plain:channels_last"), ("recipe", "plain:keep_freed_memory"),
+               ("recipe", "plain:channels_last,keep_freed_memory"), ("stock", "plain"), ("stock", "recipe"),
+               ("recipe", "loader")]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=DEFAULT_SUITE)
-    p.add_argument("--variants", nargs="+", choices=["recipe", "plain", "stock", "loader"],
-                   help="default: each workload's own list (loader only for image-jpeg)")
-    p.add_argument("--variant", choices=["recipe", "plain", "stock", "loader"],
-                   help="run this one variant of the first workload in this process and print its JSON lines")
+    p.add_argument("--variants", nargs="+", help="KIND or KIND:OPTIONS (see above); default: each workload's own list")
+    p.add_argument("--variant", help="run this one variant (KIND or KIND:OPTIONS) of the first workload in this process")
     p.add_argument("--model", help="built-in alias (efficientnet_lite0, minilm), a timm architecture (resnet50, "
-                   "vit_base_patch16_224: random init) or bert-base / bert-large (random init)")
+                   "vit_base_patch16_224: random init) or bert-base / bert-large / bert-tiny (random init)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast in every variant (stock included)")
     p.add_argument("--compile", action="store_true", help="torch.compile in every variant (torch_compile=True)")
@@ -72,28 +79,37 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=64, help="text-fixed pads to it; text-dynamic truncates at it")
     p.add_argument("--seq-len", type=int, default=128, help="text-synthetic sequence length")
-    p.add_argument("--num-labels", type=int, default=10)
+    p.add_argument("--num-labels", type=int, default=10, help="classes of the synthetic workloads")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=6, help="timed steps per round (the same for every variant)")
     p.add_argument("--rewarm", type=int, default=None,
-                   help="untimed steps before each window; default 1 + batches the recipe's loader prefetches")
+                   help="untimed steps before each window; default 1 + the batches the recipe's loader prefetches")
     p.add_argument("--interleave", choices=["auto", "yes", "no"], default="auto",
                    help="alternate variants window by window (auto: on CPU; on CUDA one variant after another)")
-    p.add_argument("--jpeg-dir", help="imagefolder to use for image-jpeg (default: generate one)")
-    p.add_argument("--recipe-args", default="", help="extra recipe flags for the recipe/loader variants, e.g. "
-                   "\"--dataloader_num_workers 0\"")
+    p.add_argument("--jpeg-dir", help="imagefolder for image-jpeg (default: generate one of 256 px JPEGs)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--output", help="also write the JSON here")
-    p.add_argument("--protocol", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--workload", help=argparse.SUPPRESS)  # the child's single workload
-    p.add_argument("--total-steps", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--protocol", action="store_true", help=argparse.SUPPRESS)  # child of the parent below
+    p.add_argument("--workload", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.device is None:
         import torch
 
         opts.device = "cuda" if torch.cuda.is_available() else "cpu"
+    opts.interleave = opts.interleave == "yes" or (opts.interleave == "auto" and opts.device == "cpu")
+    if opts.rewarm is None:
+        from hftransfer.training_args import default_num_workers
+
+        opts.rewarm = 1 + 2 * default_num_workers() if opts.interleave else 1  # 2 = the loader's prefetch_factor
     return opts
+
+
+def split_variant(label: str) -> tuple[str, str]:
+    kind, _, options = label.partition(":")
+    if kind not in KINDS:
+        raise SystemExit(f"unknown variant {label!r}: use one of {', '.join(KINDS)}, optionally KIND:OPTIONS")
+    return kind, options
 
 
 # =====================================================================================================================
@@ -104,16 +120,14 @@ def parse_args(argv=None):
 class Windows:
     """The timing protocol every variant runs, called after each optimizer step (or loader batch)."""
 
-    def __init__(self, opts, device: str, channel):
-        self.opts, self.cuda, self.channel = opts, device == "cuda", channel
-        self.batch_size = opts.batch_size
-        rewarm = opts.rewarm
+    def __init__(self, opts, channel):
+        self.opts, self.cuda, self.channel = opts, opts.device == "cuda", channel
         self.starts, self.ends, self.waits = set(), set(), set()
         step = opts.warmup
         for _ in range(opts.rounds):
             self.waits.add(step)
-            self.starts.add(step + rewarm)
-            step += rewarm + opts.steps
+            self.starts.add(step + opts.rewarm)
+            step += opts.rewarm + opts.steps
             self.ends.add(step)
         self.total = step
         self.windows: list[dict] = []
@@ -123,7 +137,7 @@ class Windows:
         self._start = self._last = None
 
     def watch_tokens(self, model) -> None:
-        """Counts padded input tokens per window (a shape read: no sync); off under torch.compile."""
+        """Counts padded input tokens per window (a shape read: no sync); left off under torch.compile."""
         def hook(module, args, kwargs):
             ids = kwargs.get("input_ids")
             if ids is not None:
@@ -139,22 +153,25 @@ class Windows:
         return time.perf_counter()
 
     def after_step(self, step: int) -> None:
-        if self._start is not None and not self.cuda:  # CPU steps are synchronous: per-step times are free
+        if self._start is not None and not self.cuda:  # CPU steps are synchronous: per-step times come free
             now = time.perf_counter()
             self.step_seconds.append(now - self._last)
             self._last = now
         if step in self.ends:
             seconds = self._now() - self._start
-            self.windows.append({"seconds": seconds, "samples": self.opts.steps * self.batch_size,
-                                 "tokens": self.tokens if self.count_tokens else None})
+            samples = self.opts.steps * self.opts.batch_size
+            usage = _usage()
+            self.windows.append({"seconds": seconds, "samples": samples, "tokens": self.tokens if self.count_tokens else None,
+                                 "cpu_seconds": usage[0] - self._usage[0], "minor_faults": usage[1] - self._usage[1]})
             self._start = None
-            self.send({"window": len(self.windows) - 1, "samples_per_s": self.windows[-1]["samples"] / seconds})
+            self.send({"window": len(self.windows) - 1, "samples_per_s": samples / seconds})
         if step in self.waits:
             self.send({"ready": step})
             if self.opts.protocol:
                 sys.stdin.readline()
         if step in self.starts:
             self._start = self._last = self._now()
+            self._usage = _usage()
             self.tokens = 0
 
     def send(self, message: dict) -> None:
@@ -162,11 +179,19 @@ class Windows:
         self.channel.flush()
 
 
-def _trainer_callback(windows: Windows):
+def _usage() -> tuple[float, int]:
+    """(user + system CPU seconds, minor page faults) of this process so far."""
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime, u.ru_minflt
+
+
+def _timing_callback(windows: Windows):
     from transformers import TrainerCallback
 
     class TimingCallback(TrainerCallback):
-        """Runs the timing protocol; after the last timed step, no evaluation or checkpoint (they are not timed)."""
+        """Runs the timing protocol; after the last timed step no evaluation or checkpoint (they are not timed)."""
 
         def on_step_end(self, args, state, control, **kwargs):
             windows.after_step(state.global_step)
@@ -180,7 +205,7 @@ def _trainer_callback(windows: Windows):
     return TimingCallback()
 
 
-def _load_recipe_defaults(modality: str) -> dict:
+def _recipe_defaults(modality: str) -> dict:
     import importlib.util
 
     path = REPO / "recipes" / ("image_cls.py" if modality == "image" else "text_cls.py")
@@ -191,20 +216,20 @@ def _load_recipe_defaults(modality: str) -> dict:
 
 
 def _model_source(opts, modality: str, workdir: Path) -> tuple[str, bool]:
-    """(what load_classifier gets, pretrained): built-in aliases keep their weights; timm names start random."""
+    """(what load_classifier gets, pretrained): built-in aliases keep their weights; named architectures start random."""
     from hftransfer.models import BUILTIN_MODELS
 
     name = opts.model or DEFAULT_MODELS[modality]
     if name in BUILTIN_MODELS or Path(name).exists():
         return name, True
-    if modality == "image":  # a timm architecture: write the folder timm publishes, minus the weights
+    folder = workdir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if modality == "image":  # a timm architecture: the folder timm publishes to the Hub, minus the weights
         import timm
 
         cfg = timm.models.get_pretrained_cfg(name)
         if cfg is None:
             raise SystemExit(f"unknown timm architecture {name!r}")
-        folder = workdir / name
-        folder.mkdir(parents=True, exist_ok=True)
         config = {"architecture": name, "num_classes": cfg.num_classes, "pretrained_cfg": cfg.to_dict()}
         (folder / "config.json").write_text(json.dumps(config))
         return str(folder), False
@@ -212,9 +237,8 @@ def _model_source(opts, modality: str, workdir: Path) -> tuple[str, bool]:
         raise SystemExit(f"unknown text model {name!r}: use minilm, a local folder or one of {list(BERT_CONFIGS)}")
     from transformers import BertConfig
 
-    folder = workdir / name
     BertConfig(**BERT_CONFIGS[name]).save_pretrained(folder)
-    try:  # bert-base-uncased's WordPiece vocabulary ships with the built-in MiniLM; synthetic text needs none
+    try:  # bert-base-uncased's WordPiece vocabulary ships with the built-in MiniLM; text-synthetic needs none
         from transformers import AutoTokenizer
 
         from hftransfer.models import resolve_model_source
@@ -235,10 +259,12 @@ class _Synthetic:
         return self.length
 
     def __getitem__(self, index):
+        if not 0 <= index < self.length:  # ends `for example in dataset` (LengthGroupedSampler iterates it)
+            raise IndexError(index)
         return self.pool[index % len(self.pool)]
 
 
-def _synthetic_pool(workload: str, opts, num_labels: int, vocab_size: int = 30522, size: int = 64) -> list[dict]:
+def _synthetic_pool(workload: str, opts, num_labels: int, vocab_size: int, size: int = 64) -> list[dict]:
     import torch
 
     g = torch.Generator().manual_seed(opts.seed)
@@ -252,7 +278,7 @@ def _synthetic_pool(workload: str, opts, num_labels: int, vocab_size: int = 3052
     ]
 
 
-def _make_jpeg_folder(root: Path, n_train: int, n_eval: int, size: int = 256, classes: int = 4, seed: int = 0) -> Path:
+def make_jpeg_folder(root: Path, n_train: int, n_eval: int, size: int = 256, classes: int = 4, seed: int = 0) -> Path:
     """An imagefolder (train/validation/test/class_k/*.jpg) of random crops of real photos, size x size."""
     import numpy as np
     from PIL import Image
@@ -262,8 +288,8 @@ def _make_jpeg_folder(root: Path, n_train: int, n_eval: int, size: int = 256, cl
 
         photos = [Image.fromarray(a) for a in load_sample_images().images]
     except Exception:  # no scikit-learn: noise still exercises decoding
-        rng0 = np.random.default_rng(seed)
-        photos = [Image.fromarray(rng0.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for _ in range(2)]
+        noise = np.random.default_rng(seed).integers(0, 256, (2, 480, 640, 3), dtype=np.uint8)
+        photos = [Image.fromarray(a) for a in noise]
     rng = np.random.default_rng(seed)
     for split, count in (("train", n_train), ("validation", n_eval), ("test", n_eval)):
         for c in range(classes):
@@ -279,36 +305,38 @@ def _make_jpeg_folder(root: Path, n_train: int, n_eval: int, size: int = 256, cl
     return root
 
 
-def _recipe_argv(opts, workload: str, modality: str, source: str, pretrained: bool, output_dir: str) -> list[str]:
+def _common_flags(opts) -> dict:
+    """Flags every Trainer variant gets: forced precision/compile, and CPU on a machine that has a GPU."""
+    import torch
+
+    flags = {}
+    if opts.bf16:
+        flags["bf16"] = True
+    if opts.compile:
+        flags["torch_compile"] = True
+    if opts.device == "cpu" and (torch.cuda.is_available() or opts.bf16):  # bf16 on CPU needs it said
+        flags["use_cpu"] = True
+    return flags
+
+
+def _recipe_argv(opts, workload: str, source: str, pretrained: bool, output_dir: str, extra: str) -> list[str]:
     argv = ["--model", source, "--pretrained", str(pretrained).lower(), "--output_dir", output_dir,
             "--per_device_train_batch_size", str(opts.batch_size), "--max_steps", str(opts.total_steps),
             "--seed", str(opts.seed)]
-    if modality == "image":
+    if WORKLOADS[workload][0] == "image":
         argv += ["--image_size", str(opts.image_size)]
         if workload == "image-jpeg":
             argv += ["--dataset", opts.jpeg_dir]
     else:
         argv += ["--max_length", str(opts.max_length), "--max_eval_samples", "256",
                  "--max_train_samples", str(max(4096, opts.total_steps * opts.batch_size))]
-    argv += _precision_flags(opts)
-    return argv + shlex.split(opts.recipe_args)
+    for key, value in _common_flags(opts).items():
+        argv += [f"--{key}", str(value).lower()]
+    return argv + shlex.split(extra)
 
 
-def _precision_flags(opts) -> list[str]:
-    import torch
-
-    flags = []
-    if opts.bf16:
-        flags += ["--bf16", "true"]
-    if opts.compile:
-        flags += ["--torch_compile", "true"]
-    if opts.device == "cpu" and torch.cuda.is_available():
-        flags += ["--use_cpu", "true"]
-    return flags
-
-
-def _build(opts, workload: str, variant: str, workdir: Path):
-    """Everything a variant needs, built the way the recipe builds it: args, data, model, collator."""
+def _build(opts, workload: str, kind: str, options: str, workdir: Path) -> dict:
+    """Everything a variant needs, built the way the recipe builds it: arguments, data, model, collator."""
     import torch
     from transformers import default_data_collator, set_seed
 
@@ -319,26 +347,24 @@ def _build(opts, workload: str, variant: str, workdir: Path):
 
     modality = WORKLOADS[workload][0]
     source, pretrained = _model_source(opts, modality, workdir)
+    argv = _recipe_argv(opts, workload, source, pretrained, str(workdir / "recipe-out"),
+                        options if kind in ("recipe", "loader") else "")
     data_cls = ImageDataArguments if modality == "image" else TextDataArguments
-    argv = _recipe_argv(opts, workload, modality, source, pretrained, str(workdir / "recipe-out"))
-    model_args, data_args, strategy_args, recipe_args = parse_recipe_args(
-        (ModelArguments, data_cls, StrategyArguments, TransferTrainingArguments), _load_recipe_defaults(modality), argv
+    _, data_args, strategy_args, recipe_args = parse_recipe_args(
+        (ModelArguments, data_cls, StrategyArguments, TransferTrainingArguments), _recipe_defaults(modality), argv
     )
 
-    # ---- data: the recipe's pipeline, or synthetic examples ----
-    splits, collator, label_names = None, default_data_collator, [str(i) for i in range(opts.num_labels)]
-    data = None
+    data, label_names = None, [str(i) for i in range(opts.num_labels)]
     if workload in ("image-jpeg", "text-fixed", "text-dynamic"):
         from hftransfer.data import load_data_from_args
 
         data = load_data_from_args(data_args, modality, seed=recipe_args.seed)
         label_names = data.label_names
-    set_seed(opts.seed)
-    if modality == "text" and not pretrained:  # a random-init BERT config (load_classifier needs a tokenizer)
+    set_seed(opts.seed)  # the same initial model in every variant
+    if modality == "text" and not pretrained:  # a random-init BERT config (load_classifier wants a tokenizer)
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-        config = AutoConfig.from_pretrained(source, num_labels=len(label_names))
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(source, num_labels=len(label_names)))
         processor = AutoTokenizer.from_pretrained(source) if (Path(source) / "tokenizer_config.json").exists() else None
         if processor is None and workload != "text-synthetic":
             raise SystemExit(f"{opts.model} has no tokenizer here: use --workloads text-synthetic")
@@ -347,11 +373,12 @@ def _build(opts, workload: str, variant: str, workdir: Path):
                                  image_size=data_args.image_size if modality == "image" else None)
         model, processor = loaded.model, loaded.processor
 
+    collator = default_data_collator
     if workload == "image-jpeg":
         from hftransfer.data import prepare_image_splits
 
         splits = prepare_image_splits(data, processor, hflip=data_args.hflip, crop_scale_min=data_args.crop_scale_min,
-                                      verify=data_args.verify_images and variant == "recipe")
+                                      verify=data_args.verify_images and kind == "recipe")
     elif workload in ("text-fixed", "text-dynamic"):
         from transformers import DataCollatorWithPadding
 
@@ -360,62 +387,62 @@ def _build(opts, workload: str, variant: str, workdir: Path):
         splits = prepare_text_splits(data, processor, max_length=data_args.max_length)
         if workload == "text-fixed":  # every variant pads to max_length
             collator = DataCollatorWithPadding(processor, padding="max_length", max_length=data_args.max_length)
-        elif variant in ("recipe", "plain", "loader"):
-            collator = text_collator(processor, on_gpu=torch.cuda.is_available() and opts.device == "cuda")
+        elif kind == "stock":
+            collator = None  # the Trainer's own default: DataCollatorWithPadding for a tokenizer
         else:
-            collator = None  # stock: the Trainer's own default (DataCollatorWithPadding for a tokenizer)
+            collator = text_collator(processor, on_gpu=opts.device == "cuda" and torch.cuda.is_available())
     else:
         pool = _synthetic_pool(workload, opts, len(label_names), getattr(model.config, "vocab_size", 30522))
-        length = opts.total_steps * opts.batch_size
-        splits = {"train": _Synthetic(pool, length), "validation": _Synthetic(pool, opts.batch_size)}
+        splits = {"train": _Synthetic(pool, opts.total_steps * opts.batch_size),
+                  "validation": _Synthetic(pool, opts.batch_size)}
     return dict(model=model, processor=processor, splits=splits, collator=collator, recipe_args=recipe_args,
-                strategy_args=strategy_args, modality=modality, source=source)
+                strategy_args=strategy_args, modality=modality)
 
 
-def _run_trainer(opts, built, windows: Windows, variant: str, workdir: Path) -> dict:
-    callback = _trainer_callback(windows)
-    common = dict(train_dataset=built["splits"]["train"], processing_class=built["processor"], callbacks=[callback])
-    if built["collator"] is not None:
-        common["data_collator"] = built["collator"]
-    if variant == "recipe":
-        from hftransfer.strategies import build_strategy
-        from hftransfer.trainer import TransferTrainer
+def _recipe_trainer(built, callbacks=()):
+    from hftransfer.strategies import build_strategy
+    from hftransfer.trainer import TransferTrainer
 
-        args = built["recipe_args"]
-        trainer = TransferTrainer(model=built["model"], args=args, eval_dataset=built["splits"]["validation"],
-                                  strategy=build_strategy(built["strategy_args"]), **common)
-        info = {"workers": args.dataloader_num_workers, "precision": "bf16" if args.bf16 else "fp32"}
+    extra = {"data_collator": built["collator"]} if built["collator"] is not None else {}
+    return TransferTrainer(
+        model=built["model"], args=built["recipe_args"], train_dataset=built["splits"]["train"],
+        eval_dataset=built["splits"]["validation"], processing_class=built["processor"],
+        strategy=build_strategy(built["strategy_args"]), callbacks=list(callbacks), **extra,
+    )
+
+
+def _stock_trainer(opts, built, options: str, workdir: Path, callbacks):
+    from transformers import HfArgumentParser, Trainer, TrainingArguments
+
+    overrides = dict(_common_flags(opts))
+    if opts.workload == "image-jpeg":
+        overrides["remove_unused_columns"] = False  # required: the default drops the image column before decoding
+    argv = ["--output_dir", str(workdir / "stock-out"), "--per_device_train_batch_size", str(opts.batch_size),
+            "--max_steps", str(opts.total_steps), "--seed", str(opts.seed)]
+    argv += [a for k, v in overrides.items() for a in (f"--{k}", str(v).lower())] + shlex.split(options)
+    (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv)
+    extra = {"data_collator": built["collator"]} if built["collator"] is not None else {}
+    trainer = Trainer(model=built["model"], args=args, train_dataset=built["splits"]["train"],
+                      processing_class=built["processor"], callbacks=list(callbacks), **extra)
+    overridden = sorted(set(overrides) | {a[2:] for a in shlex.split(options) if a.startswith("--")})
+    return trainer, overridden
+
+
+def _run_trainer(opts, built, windows: Windows, kind: str, options: str, workdir: Path) -> dict:
+    callbacks = [_timing_callback(windows)]
+    if kind == "recipe":
+        trainer, info = _recipe_trainer(built, callbacks), {}
     else:
-        from transformers import Trainer, TrainingArguments
-
-        overrides = {}
-        if opts.workload == "image-jpeg":
-            overrides["remove_unused_columns"] = False  # required: the default drops the image column before decoding
-        overrides.update(_stock_flags(opts))
-        args = TrainingArguments(output_dir=str(workdir / "stock-out"), per_device_train_batch_size=opts.batch_size,
-                                 max_steps=opts.total_steps, seed=opts.seed, **overrides)
-        trainer = Trainer(model=built["model"], args=args, **common)
-        info = {"workers": args.dataloader_num_workers, "precision": "bf16" if args.bf16 else "fp32",
-                "overrides": sorted(overrides)}
-    if windows.count_tokens is False and built["modality"] == "text" and not opts.compile:
+        trainer, overridden = _stock_trainer(opts, built, options, workdir, callbacks)
+        info = {"overrides": overridden}
+    if built["modality"] == "text" and not opts.compile:
         windows.watch_tokens(built["model"])
     trainer.train()
+    args = trainer.args
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
-    info["optimizer"] = type(optimizer).__name__ + (" fused" if optimizer.defaults.get("fused") else "")
-    return info
-
-
-def _stock_flags(opts) -> dict:
-    import torch
-
-    flags = {}
-    if opts.bf16:
-        flags["bf16"] = True
-    if opts.compile:
-        flags["torch_compile"] = True
-    if opts.device == "cpu" and torch.cuda.is_available():
-        flags["use_cpu"] = True
-    return flags
+    return {**info, "workers": args.dataloader_num_workers, "precision": "bf16" if args.bf16 else "fp32",
+            "grad_clip": args.max_grad_norm or None,
+            "optimizer": type(optimizer).__name__ + (" fused" if optimizer.defaults.get("fused") else "")}
 
 
 def _staged_batches(opts, built, workload: str, count: int) -> list[dict]:
@@ -423,34 +450,40 @@ def _staged_batches(opts, built, workload: str, count: int) -> list[dict]:
     import torch
     from torch.utils.data import DataLoader
 
-    train = built["splits"]["train"]
-    sampler = None
+    train, sampler = built["splits"]["train"], None
     if built["modality"] == "text" and built["recipe_args"].train_sampling_strategy == "group_by_length":
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
         sampler = LengthGroupedSampler(opts.batch_size, dataset=train, model_input_name="input_ids",
                                        generator=torch.Generator().manual_seed(opts.seed))
-    loader = DataLoader(train, batch_size=opts.batch_size, sampler=sampler, collate_fn=built["collator"])
     batches = []
-    for batch in loader:
+    for batch in DataLoader(train, batch_size=opts.batch_size, sampler=sampler, collate_fn=built["collator"]):
         batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        if opts.device == "cuda":
-            batch = {k: v.pin_memory() for k, v in batch.items()}
-        batches.append(batch)
+        batches.append({k: v.pin_memory() for k, v in batch.items()} if opts.device == "cuda" else batch)
         if len(batches) == count:
-            break
+            return batches
     return batches
 
 
-def _run_plain(opts, built, windows: Windows, workload: str) -> dict:
-    """The baseline a user would write: same model, batch, precision and AdamW; no Trainer, no data loader."""
+def _run_plain(opts, built, windows: Windows, workload: str, options: str) -> dict:
+    """The loop a user would write: same model, batch, precision and update rule; no Trainer, no data loader."""
     import contextlib
 
     import torch
 
+    unknown = set(filter(None, options.split(","))) - {"channels_last", "no_clip", "keep_freed_memory"}
+    if unknown:
+        raise SystemExit(f"unknown plain options {sorted(unknown)}: use channels_last, no_clip, keep_freed_memory")
+    if "keep_freed_memory" in options and opts.device == "cpu":  # the allocator setting TransferTrainer makes on CPU
+        from hftransfer.trainer import keep_freed_host_memory
+
+        keep_freed_host_memory()
     args = built["recipe_args"]
     model = built["model"].to(opts.device)
-    bf16 = bool(args.bf16)  # the recipe's own (resolved) precision: --bf16 or its auto default
+    if "channels_last" in options:
+        model.to(memory_format=torch.channels_last)
+    bf16 = bool(args.bf16)  # the recipe's resolved precision: --bf16 or its auto default
+    clip = None if "no_clip" in options else (args.max_grad_norm or None)
     # text batches differ in length (draw them all); image batches differ only in content (a few suffice)
     count = windows.total if built["modality"] == "text" and workload != "text-synthetic" else min(4, windows.total)
     batches = _staged_batches(opts, built, workload, count)
@@ -458,35 +491,30 @@ def _run_plain(opts, built, windows: Windows, workload: str) -> dict:
         windows.watch_tokens(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
-    step_model = torch.compile(model) if opts.compile else model
+    forward = torch.compile(model) if opts.compile else model
     autocast = (lambda: torch.autocast(opts.device, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     model.train()
     for step in range(1, windows.total + 1):
         batch = {k: v.to(opts.device, non_blocking=True) for k, v in batches[(step - 1) % len(batches)].items()}
         with autocast():
-            loss = step_model(**batch).loss
+            loss = forward(**batch).loss
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         windows.after_step(step)
-    return {"workers": 0, "precision": "bf16" if bf16 else "fp32", "optimizer": "AdamW fused"}
+    return {"workers": 0, "precision": "bf16" if bf16 else "fp32", "grad_clip": clip, "optimizer": "AdamW fused"}
 
 
 def _run_loader(opts, built, windows: Windows) -> dict:
-    """The recipe's training DataLoader (its workers, collator, device copy) with no model step."""
-    from hftransfer.strategies import build_strategy
-    from hftransfer.trainer import TransferTrainer
-
-    args = built["recipe_args"]
-    trainer = TransferTrainer(model=built["model"], args=args, train_dataset=built["splits"]["train"],
-                              eval_dataset=built["splits"]["validation"], processing_class=built["processor"],
-                              strategy=build_strategy(built["strategy_args"]),
-                              **({"data_collator": built["collator"]} if built["collator"] is not None else {}))
+    """The recipe's training DataLoader with no model step."""
+    trainer = _recipe_trainer(built)
     iterator = iter(trainer.get_train_dataloader())
     for step in range(1, windows.total + 1):
         next(iterator)
         windows.after_step(step)
-    return {"workers": args.dataloader_num_workers, "precision": None}
+    return {"workers": trainer.args.dataloader_num_workers}
 
 
 def _memory(device: str) -> dict:
@@ -494,7 +522,7 @@ def _memory(device: str) -> dict:
 
     out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     workers = _descendant_peaks_mb()
-    if workers:  # each worker's peak RSS; pages shared with the parent after fork count in each
+    if workers:  # each loader worker's peak RSS; pages shared with the parent after fork count in each
         out["loader_workers_peak_rss_mb"] = workers
     if device == "cuda":
         import torch
@@ -526,40 +554,40 @@ def run_variant(opts) -> None:
     """Child entry point: build, run the protocol, send the result as the last JSON line."""
     channel = os.fdopen(os.dup(1), "w")
     if opts.protocol:
-        os.dup2(2, 1)  # everything else the libraries print goes to stderr (the parent's log)
-    workload, variant = opts.workload, opts.variant
-    windows = Windows(opts, opts.device, channel)
+        os.dup2(2, 1)  # whatever the libraries print goes to stderr (the parent's log file)
+    kind, options = split_variant(opts.variant)
+    windows = Windows(opts, channel)
     opts.total_steps = windows.total
     with tempfile.TemporaryDirectory(prefix="hftransfer-bench-") as tmp:
-        built = _build(opts, workload, variant, Path(tmp))
-        if variant in ("recipe", "stock"):
-            info = _run_trainer(opts, built, windows, variant, Path(tmp))
-        elif variant == "plain":
-            info = _run_plain(opts, built, windows, workload)
+        built = _build(opts, opts.workload, kind, options, Path(tmp))
+        if kind in ("recipe", "stock"):
+            info = _run_trainer(opts, built, windows, kind, options, Path(tmp))
+        elif kind == "plain":
+            info = _run_plain(opts, built, windows, opts.workload, options)
         else:
             info = _run_loader(opts, built, windows)
-        result = {"done": True, "variant": variant, "windows": windows.windows, "step_seconds": windows.step_seconds,
-                  "memory": _memory(opts.device), **info}
-        windows.send(result)
+        windows.send({"done": True, "variant": opts.variant, "windows": windows.windows,
+                      "step_seconds": windows.step_seconds, "memory": _memory(opts.device), **info})
 
 
 # =====================================================================================================================
-# Parent side: start variants, interleave their windows, summarise
+# Parent side: start the variants, interleave their windows, summarise
 # =====================================================================================================================
 
 
 class Child:
+    """One variant's process; it speaks JSON lines on its stdout and waits for 'go' on its stdin."""
+
     def __init__(self, opts, workload: str, variant: str, log_dir: Path):
-        self.workload, self.variant = workload, variant
-        self.log_path = log_dir / f"{workload}-{variant}.log"
-        argv = [sys.executable, str(Path(__file__).resolve()), "--protocol", "--workload", workload, "--variant", variant]
-        argv += _forwarded_flags(opts)
+        self.workload, self.variant, self.result = workload, variant, None
+        self.log_path = log_dir / f"{workload}-{len(list(log_dir.glob('*.log')))}.log"
+        argv = [sys.executable, str(Path(__file__).resolve()), "--protocol", "--workload", workload,
+                "--variant", variant, *_forwarded_flags(opts)]
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
                                      cwd=str(REPO), bufsize=0)
-        self.result = None
         self._buffer = b""
 
     def read(self, timeout: float = 1800) -> dict:
@@ -590,147 +618,145 @@ class Child:
         self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
 
-    def finish(self) -> dict:
+    def finish(self) -> None:
         self.result = self.expect("done")
         self.proc.wait()
         self.log.close()
-        return self.result
 
 
 def _forwarded_flags(opts) -> list[str]:
     flags = ["--device", opts.device, "--batch-size", str(opts.batch_size), "--image-size", str(opts.image_size),
              "--max-length", str(opts.max_length), "--seq-len", str(opts.seq_len), "--num-labels", str(opts.num_labels),
              "--warmup", str(opts.warmup), "--rounds", str(opts.rounds), "--steps", str(opts.steps),
-             "--rewarm", str(opts.rewarm), "--seed", str(opts.seed), "--recipe-args", opts.recipe_args]
+             "--rewarm", str(opts.rewarm), "--seed", str(opts.seed)]
     flags += ["--bf16"] * opts.bf16 + ["--compile"] * opts.compile
     flags += ["--model", opts.model] if opts.model else []
     flags += ["--jpeg-dir", opts.jpeg_dir] if opts.jpeg_dir else []
     return flags
 
 
-def _default_rewarm(opts) -> int:
-    """1 + the batches the recipe's loader keeps in flight (2 per worker), drained before a window starts."""
-    from hftransfer.training_args import default_num_workers
-
-    return 1 + 2 * default_num_workers()
-
-
 def run_workload(opts, workload: str, variants: list[str], log_dir: Path) -> dict:
-    interleave = opts.interleave == "yes" or (opts.interleave == "auto" and opts.device == "cpu")
     children: list[Child] = []
+    errors: dict[str, str] = {}
+    load_before = os.getloadavg()
 
     def start(variant):
         print(f"[bench] {workload}: starting {variant}", file=sys.stderr, flush=True)
-        child = Child(opts, workload, variant, log_dir)
-        child.expect("ready")  # warm-up done; it waits for its first window
-        return child
+        try:
+            child = Child(opts, workload, variant, log_dir)
+            child.expect("ready")  # warmed up; it waits for its first window
+            children.append(child)
+        except RuntimeError as error:
+            fail(variant, error)
 
-    try:
-        if interleave:
-            children = [start(v) for v in variants]  # one at a time: set-ups never overlap a timed window
-            for r in range(opts.rounds):
-                for child in (children if r % 2 == 0 else children[::-1]):
-                    child.go()
-                    window = child.expect("window")
-                    print(f"[bench] {workload} round {r} {child.variant}: {window['samples_per_s']:.1f} samples/s",
-                          file=sys.stderr, flush=True)
-                    if r == opts.rounds - 1:
-                        child.finish()  # its shutdown must not overlap the next variant's window
-                    else:
-                        child.expect("ready")
-        else:
-            for variant in variants:
-                child = start(variant)
-                children.append(child)
-                for r in range(opts.rounds):
-                    child.go()
-                    child.expect("window")
-                    if r < opts.rounds - 1:
-                        child.expect("ready")
-                child.finish()
-    except RuntimeError as error:
+    def window(child, r):
+        try:
+            child.go()
+            rate = child.expect("window")["samples_per_s"]
+            print(f"[bench] {workload} round {r} {child.variant}: {rate:.1f} samples/s", file=sys.stderr, flush=True)
+            if r == opts.rounds - 1:
+                child.finish()  # its shutdown must not overlap the next variant's window
+            else:
+                child.expect("ready")
+        except RuntimeError as error:
+            children.remove(child)
+            fail(child.variant, error)
+
+    def fail(variant, error):
         print(f"[bench] {error}", file=sys.stderr, flush=True)
-        for child in children:
-            if child.proc.poll() is None:
-                child.proc.kill()
-    return summarise(opts, workload, {c.variant: c.result for c in children}, variants)
+        errors[variant] = str(error).strip().splitlines()[-1]
 
-
-def _median(values):
-    return round(statistics.median(values), 2) if values else None
-
-
-def summarise(opts, workload: str, results: dict, variants: list[str]) -> dict:
-    out = {"model": opts.model or DEFAULT_MODELS[WORKLOADS[workload][0]], "batch_size": opts.batch_size}
-    if WORKLOADS[workload][0] == "image":
-        out["image_size"] = opts.image_size
+    if opts.interleave:
+        for variant in variants:  # one at a time: no set-up overlaps a timed window
+            start(variant)
+        for r in range(opts.rounds):
+            for child in list(children if r % 2 == 0 else children[::-1]):
+                window(child, r)
     else:
-        out["seq_len" if workload == "text-synthetic" else "max_length"] = (
-            opts.seq_len if workload == "text-synthetic" else opts.max_length)
-    out["compile"] = opts.compile
-    out["variants"] = {}
+        for variant in variants:
+            start(variant)
+            for r in range(opts.rounds):
+                if children and children[-1].variant == variant and children[-1].result is None:
+                    window(children[-1], r)
+    summary = summarise(opts, workload, {c.variant: c.result for c in children if c.result}, variants, errors)
+    summary["load_average_1min"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    return summary
+
+
+def _round2(x):
+    return round(x, 2) if x is not None else None
+
+
+def summarise(opts, workload: str, results: dict, variants: list[str], errors: dict) -> dict:
+    modality = WORKLOADS[workload][0]
+    out = {"model": opts.model or DEFAULT_MODELS[modality], "batch_size": opts.batch_size}
+    if modality == "image":
+        out["image_size"] = opts.image_size
+    elif workload == "text-synthetic":
+        out["seq_len"] = opts.seq_len
+    else:
+        out["max_length"] = opts.max_length
+    rounds, out["variants"] = {}, {}
     for variant in variants:
         result = results.get(variant)
         if result is None:
-            out["variants"][variant] = {"error": "failed; see the [bench] lines on stderr"}
+            out["variants"][variant] = {"error": errors.get(variant, "failed; see the [bench] lines on stderr")}
             continue
-        rates = [w["samples"] / w["seconds"] for w in result["windows"]]
-        entry = {"samples_per_s": _median(rates), "samples_per_s_rounds": [round(r, 2) for r in rates]}
+        rounds[variant] = [w["samples"] / w["seconds"] for w in result["windows"]]
+        entry = {"samples_per_s": _round2(statistics.median(rounds[variant])),
+                 "samples_per_s_rounds": [round(r, 2) for r in rounds[variant]]}
         if result["step_seconds"]:  # CPU: the rate at the median step time, robust to a stalled window
             entry["samples_per_s_median_step"] = round(opts.batch_size / statistics.median(result["step_seconds"]), 2)
         tokens = [w["tokens"] / w["samples"] for w in result["windows"] if w["tokens"]]
         if tokens:
             entry["padded_tokens_per_sample"] = round(statistics.mean(tokens), 1)
-        entry.update({k: result[k] for k in ("precision", "workers", "optimizer", "overrides") if result.get(k) is not None})
+        keys = ("precision", "workers", "grad_clip", "optimizer", "overrides")
+        entry.update({k: result[k] for k in keys if result.get(k) is not None})
         entry.update(result["memory"])
         out["variants"][variant] = entry
-    rate = {v: e.get("samples_per_s") for v, e in out["variants"].items()}
-    step_rate = {v: e.get("samples_per_s_median_step") for v, e in out["variants"].items()}
-    ratios = {}
-    for a, b in (("recipe", "plain"), ("stock", "plain"), ("recipe", "stock"), ("recipe", "loader")):
-        if rate.get(a) and rate.get(b):
-            ratios[f"{a}/{b}"] = round(rate[a] / rate[b], 3)
-            if step_rate.get(a) and step_rate.get(b):
-                ratios[f"{a}/{b} (median step)"] = round(step_rate[a] / step_rate[b], 3)
-    out["ratios"] = ratios
+    pairs = RATIO_PAIRS + [(v, "recipe") for v in rounds if v.startswith("recipe:")]
+    ratios, of_medians = {}, {}
+    for a, b in pairs:
+        if a in rounds and b in rounds:
+            ratios[f"{a}/{b}"] = round(statistics.median(x / y for x, y in zip(rounds[a], rounds[b])), 3)
+            of_medians[f"{a}/{b}"] = round(statistics.median(rounds[a]) / statistics.median(rounds[b]), 3)
+    out["ratios"] = ratios  # median over rounds of the paired (same round) ratio
+    out["ratios_of_medians"] = of_medians
     return out
 
 
 def main(argv=None) -> None:
     opts = parse_args(argv)
     if opts.variant:  # one variant in this process
-        if opts.rewarm is None:
-            opts.rewarm = _default_rewarm(opts)
         opts.workload = opts.workload or opts.workloads[0]
         if opts.workload == "image-jpeg" and not opts.jpeg_dir:
-            raise SystemExit("--variant with image-jpeg needs --jpeg-dir")
+            raise SystemExit("--variant with image-jpeg needs --jpeg-dir (an imagefolder)")
         return run_variant(opts)
+    for variant in opts.variants or []:
+        split_variant(variant)
 
-    if opts.rewarm is None:
-        opts.rewarm = _default_rewarm(opts) if opts.interleave != "no" and not (
-            opts.interleave == "auto" and opts.device == "cuda") else 1
     import torch
     import transformers
 
     started = time.perf_counter()
     report = {
-        "machine": {"device": opts.device, "cpu_cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name() if opts.device == "cuda" else None,
+        "machine": {"device": opts.device, "gpu": torch.cuda.get_device_name() if opts.device == "cuda" else None,
+                    "cpu_cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "transformers": transformers.__version__},
         "protocol": {"warmup_steps": opts.warmup, "rounds": opts.rounds, "timed_steps_per_round": opts.steps,
-                     "rewarm_steps": opts.rewarm, "bf16_forced": opts.bf16, "compile": opts.compile},
+                     "rewarm_steps": opts.rewarm, "interleaved": opts.interleave, "bf16_forced": opts.bf16,
+                     "compile": opts.compile},
         "workloads": {},
     }
     with tempfile.TemporaryDirectory(prefix="hftransfer-bench-") as tmp:
-        log_dir = Path(tmp)
         if "image-jpeg" in opts.workloads and not opts.jpeg_dir:
-            total = opts.warmup + opts.rounds * (opts.rewarm + opts.steps)
-            print(f"[bench] writing {total * opts.batch_size} JPEGs", file=sys.stderr, flush=True)
-            opts.jpeg_dir = str(_make_jpeg_folder(Path(tmp) / "jpegs", total * opts.batch_size, 16))
+            count = (opts.warmup + opts.rounds * (opts.rewarm + opts.steps)) * opts.batch_size  # one epoch, no repeats
+            print(f"[bench] writing {count} JPEGs", file=sys.stderr, flush=True)
+            opts.jpeg_dir = str(make_jpeg_folder(Path(tmp) / "jpegs", count, 16))
         for workload in opts.workloads:
             variants = opts.variants or WORKLOADS[workload][1]
-            variants = [v for v in variants if v != "loader" or workload == "image-jpeg"]
-            report["workloads"][workload] = run_workload(opts, workload, variants, log_dir)
+            variants = [v for v in variants if not v.startswith("loader") or workload == "image-jpeg"]
+            report["workloads"][workload] = run_workload(opts, workload, variants, Path(tmp))
     report["seconds"] = round(time.perf_counter() - started, 1)
     text = json.dumps(report, indent=2)
     print(text)

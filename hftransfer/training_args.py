@@ -9,13 +9,19 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 
-def default_num_workers() -> int:
-    """Loader workers per process: enough to keep a GPU fed, never more than the cores this process may use."""
+def default_num_workers(training_on_cpu: bool = False) -> int:
+    """Loader workers per process: enough to keep a GPU fed, never more than the cores this process may use.
+
+    Training on 2 CPU cores or fewer, none: the compute threads already use every core, and a worker decoding the
+    next batch beside them costs more than decoding in line (benchmarks/throughput.py, image-jpeg: +6% without).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
     per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if training_on_cpu and per_process <= 2:
+        return 0
     return max(0, min(8, per_process - 1))
 
 
@@ -36,7 +42,9 @@ class TransferTrainingArguments(TrainingArguments):
     # The NaN/inf filter reads the loss back to the host every step: a sync we keep off the hot path.
     logging_nan_inf_filter: bool = field(default=False, metadata={"help": "Drop NaN/inf losses from logs (syncs)."})
     dataloader_num_workers: int = field(
-        default=-1, metadata={"help": "Loader worker processes; -1: one per spare CPU core of this process (max 8)."}
+        default=-1,
+        metadata={"help": "Loader worker processes; -1: one per spare CPU core of this process (max 8; none when "
+                  "training on 2 CPU cores or fewer)."},
     )
     dataloader_persistent_workers: bool = field(
         default=True, metadata={"help": "Keep loader workers alive between epochs (when there are workers)."}
@@ -50,7 +58,9 @@ class TransferTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         if self.dataloader_num_workers < 0:
-            self.dataloader_num_workers = default_num_workers()
+            import torch
+
+            self.dataloader_num_workers = default_num_workers(self.use_cpu or not torch.cuda.is_available())
         if self.dataloader_num_workers == 0:
             self.dataloader_persistent_workers = False
         import torch

@@ -19,9 +19,9 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset: str = field(
-        default="mnist5k",
-        metadata={"help": "Built-in (digits, mnist5k, tweets), Hub dataset id, local folder or csv/json/parquet file."},
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Built-in (digits, mnist5k, tweets, ...), Hub dataset id, local folder or csv/json/parquet file."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     label_column: str | None = field(default=None, metadata={"help": "Label column (default: label/labels/...)."})
@@ -52,6 +52,11 @@ class TextDataArguments(DataArguments):
 
 
 @dataclass
+class DomainDataArguments(ImageDataArguments, TextDataArguments):
+    """domain_adapt.py takes image or text checkpoints: both families' data options (sizes apply to both domains)."""
+
+
+@dataclass
 class StrategyArguments:
     strategy: str = field(
         default="full", metadata={"help": "full, linear_probe, gradual, llrd, lp_ft, bitfit or lora."}
@@ -71,4 +76,35 @@ class StrategyArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "lora: adapter dropout."})
     lora_target: str | None = field(
         default=None, metadata={"help": "lora: comma-separated module names (default: backbone linears/1x1 convs)."}
+    )
+
+
+@dataclass
+class RegularizerArguments:
+    regularizer: str | None = field(
+        default=None, metadata={"help": "Pull toward the pretrained weights: l2sp, bss, or both comma-separated."}
+    )
+    regularizer_weight: float = field(default=1.0, metadata={"help": "Weight of each regularizer term."})
+    regularizer_options: str | None = field(
+        default=None, metadata={"help": "Component options as key=value pairs, e.g. 'alpha=0.01,beta=0.01'."}
+    )
+
+
+@dataclass
+class AdaptationArguments(RegularizerArguments):
+    source: str = field(default="digits", metadata={"help": "Labelled source dataset (any --dataset form)."})
+    target: str = field(
+        default="mnist5k", metadata={"help": "Target dataset; its training labels are never used (test labels report)."}
+    )
+    method: str = field(
+        default="dann", metadata={"help": "dann, cdan, mmd, coral, mcc, instance_weighting, or source_only."}
+    )
+    method_weight: float = field(default=1.0, metadata={"help": "Weight of the adaptation term."})
+    method_warmup: float = field(default=0.0, metadata={"help": "Fraction of training over which the weight ramps up."})
+    method_options: str | None = field(
+        default=None, metadata={"help": "Method options as key=value pairs, e.g. 'hidden_dim=512,gamma=10'."}
+    )
+    select_on: str = field(
+        default="source",
+        metadata={"help": "Checkpoint selection: 'source' validation, or 'target' (needs a labelled target validation split)."},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -10,7 +11,7 @@ from transformers import Trainer
 
 from .errors import ConfigError
 from .metrics import compute_classification_metrics, predicted_classes
-from .models.groups import capture_pooled_features
+from .models.groups import capture_pooled_features, head_module, head_parameter_names
 from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
 from .redact import redacted_args
 
@@ -43,7 +44,14 @@ class TransferTrainer(Trainer):
 
     `strategy`: builds parameter groups (with learning-rate scales) and may freeze/unfreeze over training.
     `loss_components`: modules returning weighted scalar terms from an AdaptationContext; each is logged by name.
+    Their own parameters (domain discriminators) train with the model's optimizer, are averaged across DDP ranks,
+    are saved in checkpoints (`loss_components.safetensors`) and never in the exported classifier.
+
+    Paired domain-adaptation batches (hftransfer.data.paired) carry `labels` for the first rows only: every row
+    past `len(labels)` is an unlabelled target-domain example, seen by the components but not by the task loss.
     """
+
+    COMPONENTS_CHECKPOINT = "loss_components.safetensors"
 
     def __init__(self, model=None, args=None, *rest, strategy=None, loss_components=(), **kwargs):
         kwargs.setdefault("compute_metrics", compute_classification_metrics)
@@ -60,6 +68,21 @@ class TransferTrainer(Trainer):
             keep_freed_host_memory()
         if self.strategy is not None:
             self.strategy.attach(self)
+        self._setup_loss_components()
+
+    def _setup_loss_components(self) -> None:
+        """Build discriminators for this model's feature size and snapshot starting weights (L2-SP), on its device."""
+        if not len(self.loss_components):
+            return
+        self.loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean: Trainer divides for accumulation
+        model = self.model
+        head = head_module(model)
+        feature_dim = getattr(head, "in_features", None)
+        num_classes = getattr(getattr(model, "config", None), "num_labels", None) or getattr(head, "out_features", None)
+        for component in self.loss_components:
+            component.setup(model, feature_dim=feature_dim, num_classes=num_classes,
+                            head_param_names=head_parameter_names(model))
+        self.loss_components.to(self.args.device)
 
     def get_eval_dataloader(self, eval_dataset=None):
         # transformers caches persistent-worker eval loaders under the key "eval" whatever Dataset is passed, so
@@ -131,17 +154,43 @@ class TransferTrainer(Trainer):
         labels = inputs["labels"]
         with capture_pooled_features(self.accelerator.unwrap_model(model)) as features:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-        logits = outputs.logits
+        logits, pooled, n = outputs.logits, features[0], labels.shape[0]
+        paired = logits.shape[0] > n  # rows past the labels are target-domain examples
         context = AdaptationContext(
-            features_source=features[0], logits_source=logits, labels_source=labels,
+            features_source=pooled[:n], logits_source=logits[:n], labels_source=labels,
+            features_target=pooled[n:] if paired else None, logits_target=logits[n:] if paired else None,
             progress=self.state.global_step / max(1, self.state.max_steps), model=self.accelerator.unwrap_model(model),
         )
-        loss = nn.functional.cross_entropy(logits.float(), labels)
+        per_example = nn.functional.cross_entropy(logits[:n].float(), labels, reduction="none")
+        for component in self.loss_components:
+            weights = component.source_loss_weights(context)
+            if weights is not None:
+                per_example = per_example * weights
+        loss = per_example.mean()
         for component in self.loss_components:
             term = component(context)
             self._accumulate_term(component.name, term)
             loss = loss + term
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.world_size > 1 and len(self.loss_components):
+            self._average_component_gradients()
+        return loss
+
+    def _average_component_gradients(self) -> None:
+        """DDP averages the model's gradients only; components (outside the DDP module) are averaged here, in one call."""
+        grads = [p.grad for p in self.loss_components.parameters() if p.grad is not None]
+        if not grads:  # every rank is at the same step, so all skip together (e.g. during a component's warm-up)
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.args.world_size
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset: offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
 
     def _accumulate_term(self, name: str, term: torch.Tensor) -> None:
         """Summed on the device; read back only when the Trainer logs (no per-step host sync)."""
@@ -170,6 +219,26 @@ class TransferTrainer(Trainer):
         self._throughput_mark = (now, step)
 
     # ---- saving ----
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if not self.args.should_save:
+            return
+        folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
+        if len(self.loss_components):
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().cpu().contiguous() for k, v in self.loss_components.state_dict().items()}
+            save_file(state, os.path.join(folder, self.COMPONENTS_CHECKPOINT))
+        home_free_trainer_state(os.path.join(folder, "trainer_state.json"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, self.COMPONENTS_CHECKPOINT)
+        if len(self.loss_components) and os.path.isfile(path):
+            from safetensors.torch import load_file
+
+            self.loss_components.load_state_dict(load_file(path, device=str(self.args.device)))
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The final save: a plain model folder (LoRA merged) plus the strategy record; checkpoints stay raw."""
@@ -221,6 +290,30 @@ class TransferTrainer(Trainer):
             self.args.output_dir, self.args.hub_model_id, private=self.args.hub_private_repo,
             token=token or self.args.hub_token, commit_message=commit_message,
         )
+
+
+def home_free_trainer_state(path: str) -> None:
+    """Record the best checkpoint without the home folder: relative to the working directory, as Trainer does for a
+    relative output_dir (resuming from there finds it), or as ~/... where even that path would name the home folder
+    (resuming then starts best-checkpoint tracking afresh, with Trainer's warning)."""
+    import json
+
+    from .redact import home, home_relative
+
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as file:
+        state = json.load(file)
+    best = state.get("best_model_checkpoint")
+    if not best or not home() or home() not in best:
+        return
+    try:
+        relative = os.path.relpath(best)
+    except ValueError:  # another drive (Windows)
+        relative = best
+    state["best_model_checkpoint"] = relative if home() not in relative else home_relative(best)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 def _is_peft(model) -> bool:

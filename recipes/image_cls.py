@@ -25,7 +25,8 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
-    from hftransfer.arguments import ImageDataArguments, ModelArguments, StrategyArguments
+    from hftransfer.adaptation import components_from_args
+    from hftransfer.arguments import ImageDataArguments, ModelArguments, RegularizerArguments, StrategyArguments
     from hftransfer.config import parse_recipe_args
     from hftransfer.data import load_data_from_args, prepare_image_splits
     from hftransfer.hub import push_run, write_run_card
@@ -35,8 +36,8 @@ def main(argv=None):
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, strategy_args, training_args = parse_recipe_args(
-        (ModelArguments, ImageDataArguments, StrategyArguments, TransferTrainingArguments), DEFAULTS, argv
+    model_args, data_args, strategy_args, regularizer_args, training_args = parse_recipe_args(
+        (ModelArguments, ImageDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments), DEFAULTS, argv
     )
     with recipe_output_dir(training_args):
         data = load_data_from_args(data_args, "image", seed=training_args.seed)
@@ -52,7 +53,7 @@ def main(argv=None):
         trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
-            strategy=build_strategy(strategy_args),
+            strategy=build_strategy(strategy_args), loss_components=components_from_args(regularizer_args),
         )
         train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args))
         trainer.save_metrics("train", train_result.metrics)

@@ -27,7 +27,8 @@ DEFAULTS = dict(
 def main(argv=None):
     import torch
 
-    from hftransfer.arguments import ModelArguments, StrategyArguments, TextDataArguments
+    from hftransfer.adaptation import components_from_args
+    from hftransfer.arguments import ModelArguments, RegularizerArguments, StrategyArguments, TextDataArguments
     from hftransfer.config import parse_recipe_args
     from hftransfer.data import load_data_from_args, prepare_text_splits, text_collator
     from hftransfer.hub import push_run, write_run_card
@@ -37,8 +38,8 @@ def main(argv=None):
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, strategy_args, training_args = parse_recipe_args(
-        (ModelArguments, TextDataArguments, StrategyArguments, TransferTrainingArguments), DEFAULTS, argv
+    model_args, data_args, strategy_args, regularizer_args, training_args = parse_recipe_args(
+        (ModelArguments, TextDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments), DEFAULTS, argv
     )
     with recipe_output_dir(training_args):
         data = load_data_from_args(data_args, "text", seed=training_args.seed)
@@ -51,7 +52,7 @@ def main(argv=None):
         trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
-            strategy=build_strategy(strategy_args),
+            strategy=build_strategy(strategy_args), loss_components=components_from_args(regularizer_args),
             data_collator=text_collator(loaded.processor, on_gpu=torch.cuda.is_available()),
         )
         train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args))

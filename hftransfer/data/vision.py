@@ -79,7 +79,7 @@ class ImageBatchTransform:
 
     def __call__(self, batch: dict) -> dict:
         pixels = [self.transform(decode_image(v)) for v in batch[self.column]]
-        return {"pixel_values": pixels, "labels": batch["label"]}
+        return {"pixel_values": pixels, "labels": batch["label"]} if "label" in batch else {"pixel_values": pixels}
 
 
 def prepare_image_splits(data, processor, *, hflip: float | None, crop_scale_min: float, verify: bool = True):

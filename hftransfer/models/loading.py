@@ -97,6 +97,19 @@ def load_classifier(
     return LoadedModel(model=model, processor=processor, modality=modality, source=name_or_path)
 
 
+def model_modality(name_or_path: str, trust_remote_code: bool = False) -> Modality:
+    """'image' or 'text' for a built-in alias, local folder or cached Hub id, from its config alone."""
+    from transformers import AutoConfig
+
+    source = resolve_model_source(name_or_path)
+    try:
+        return modality_of(AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code))
+    except (OSError, ValueError) as error:
+        if source != name_or_path or Path(source).exists():
+            raise ModelLoadError(f"cannot read the model config in {name_or_path!r}: {error}") from None
+        raise hub_load_error("model", name_or_path, error) from None
+
+
 def modality_of(config) -> Modality:
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 

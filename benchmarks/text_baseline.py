@@ -14,6 +14,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def recipe_defaults() -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("text_cls", REPO / "recipes" / "text_cls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DEFAULTS
+
+
 def tfidf_baseline(seed: int = 42) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -21,7 +30,8 @@ def tfidf_baseline(seed: int = 42) -> dict:
 
     from hftransfer.data import load_classification_data
 
-    data = load_classification_data("tweets", "text", seed=seed)  # the recipe's split: same name, seed, sizes
+    # the recipe's split and training rows: same dataset, seed, sizes and max_train_samples
+    data = load_classification_data("tweets", "text", seed=seed, max_train_samples=recipe_defaults().get("max_train_samples"))
     train, test = data.splits["train"], data.splits["test"]
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
@@ -50,7 +60,7 @@ def main():
     if not args.recipe_output:
         start = time.perf_counter()
         subprocess.run([sys.executable, str(REPO / "recipes" / "text_cls.py"), "--output_dir", str(output),
-                        "--overwrite_output_dir", "true", "--disable_tqdm", "true"], check=True)
+                        "--overwrite_output_dir", "true", "--disable_tqdm", "true"], check=True, stdout=sys.stderr)
         wall = round(time.perf_counter() - start, 1)
     recipe = json.loads((output / "test_results.json").read_text())
     baseline = tfidf_baseline()

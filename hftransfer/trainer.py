@@ -104,9 +104,11 @@ class TransferTrainer(Trainer):
                 if self.strategy is not None
                 else self._default_param_groups()
             )
-            extra = [p for p in self.loss_components.parameters() if p.requires_grad]
-            if extra:
-                groups.append({"params": extra, "weight_decay": self.args.weight_decay, "name": "loss_components"})
+            for component in self.loss_components:
+                params = [p for p in component.parameters() if p.requires_grad]
+                if params:
+                    groups.append({"params": params, "weight_decay": self.args.weight_decay, "name": component.name,
+                                   "lr": self.args.learning_rate * component.lr_scale})
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
             return self.optimizer
         return super().create_optimizer(model)

@@ -180,3 +180,12 @@ def test_torchrun_two_processes_dann_ranks_identical(tiny_timm_dir, tmp_path):
     assert rank0["components_sha256"] == rank1["components_sha256"]
     assert rank0["components_changed"]  # the discriminator trained
     assert (out / "target_test_results.json").is_file()
+
+
+def test_component_learning_rate_scale(domain_recipe, tiny_timm_dir, tmp_path):
+    trainer = domain_recipe.main(tiny_da_args(tiny_timm_dir, tmp_path / "out", "--method", "dann",
+                                              "--method_options", "lr_scale=10,hidden_dim=32"))
+    [group] = [g for g in trainer.optimizer.param_groups if g.get("name") == "dann"]
+    assert group["initial_lr"] == pytest.approx(10 * trainer.args.learning_rate)
+    assert {id(p) for p in group["params"]} == {id(p) for p in trainer.loss_components.parameters()}
+    assert trainer.loss_components[0].discriminator[0].out_features == 32

@@ -92,6 +92,7 @@ class LossComponent(nn.Module):
 
     name: ClassVar[str] = "loss_component"
     needs_target: ClassVar[bool] = True
+    lr_scale: float = 1.0  # learning rate of the component's own parameters, relative to the model's
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0):
         super().__init__()

@@ -40,13 +40,14 @@ class CDANLoss(LossComponent):
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,
                  randomized: bool | None = None, randomized_dim: int = 1024, max_dim: int = 4096,
-                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float = 1.0, seed: int = 0):
+                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float = 1.0, lr_scale: float = 1.0, seed: int = 0):
         super().__init__(weight, warmup)
         self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
         self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
         self.entropy_conditioning = bool(entropy_conditioning)
         self.randomized, self.randomized_dim, self.max_dim = randomized, int(randomized_dim), int(max_dim)
         self.schedule, self.gamma, self.max_coefficient = bool(schedule), float(gamma), float(max_coefficient)
+        self.lr_scale = float(lr_scale)
         self.seed = int(seed)
         self.use_random_map = False
         self.discriminator: nn.Module | None = None

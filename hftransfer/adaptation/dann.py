@@ -17,7 +17,8 @@ class DANNLoss(LossComponent):
 
     The discriminator minimises the domain BCE, the feature extractor (through the reversal) maximises
     it. The reversal coefficient follows :func:`dann_coefficient` (``schedule=True``) scaled by
-    ``max_coefficient``, or stays at ``max_coefficient``.
+    ``max_coefficient``, or stays at ``max_coefficient``. ``lr_scale`` multiplies the discriminator's learning rate
+    (an adaptive optimizer moves the whole feature extractor at full speed; a slower discriminator falls behind).
     """
 
     name = "dann"
@@ -25,11 +26,12 @@ class DANNLoss(LossComponent):
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, schedule: bool = True, gamma: float = 10.0,
-                 max_coefficient: float = 1.0):
+                 max_coefficient: float = 1.0, lr_scale: float = 1.0):
         super().__init__(weight, warmup)
         self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
         self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
         self.schedule, self.gamma, self.max_coefficient = bool(schedule), float(gamma), float(max_coefficient)
+        self.lr_scale = float(lr_scale)
         self.discriminator: nn.Module | None = None
 
     def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,

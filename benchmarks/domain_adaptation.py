@@ -30,7 +30,7 @@ TASKS = {
     "mnist5k-digits": ["--source", "mnist5k", "--target", "digits", "--max_train_samples", "1500"],
     "tweets-rotten_tomatoes": [
         "--model", "minilm", "--source", "tweets_binary", "--target", "rotten_tomatoes", "--max_length", "64",
-        "--max_train_samples", "2000", "--max_eval_samples", "1000", "--num_train_epochs", "1",
+        "--max_train_samples", "1000", "--max_eval_samples", "500", "--num_train_epochs", "1",
         "--learning_rate", "5e-5", "--per_device_train_batch_size", "16",
     ],
 }

@@ -123,7 +123,7 @@ def test_command_line_prints_one_error_line_and_exits_2(tmp_path):
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert lines == ["error: unknown built-in dataset 'nope'; built-ins are digits, mnist5k, tweets, "
+    assert lines == ["error: unknown built-in dataset 'nope'; built-ins are digits, mnist5k, rotten_tomatoes, tweets, tweets_binary, "
                      "or pass a Hub dataset id (org/name) or a local folder/file"]
     assert "Traceback" not in result.stderr and not out.exists()
 

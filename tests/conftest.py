@@ -45,6 +45,25 @@ def tiny_text_args(model_dir, output_dir, *extra: str) -> list[str]:
     ]
 
 
+def torchrun_two_ranks(recipe: str, args: list[str], work: Path) -> tuple[dict, dict, Path]:
+    """Run a recipe under `torchrun --nproc_per_node 2` on CPU (gloo); per-rank digests (tests/helpers/ddp_digest.py)."""
+    import json
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    digests = work / "digests"
+    command = ["torchrun", "--nproc_per_node", "2", "--master_port", str(port),
+               str(HELPERS / "ddp_digest.py"), recipe, str(digests), "--", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=work, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0, rank1 = (json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1))
+    return rank0, rank1, digests
+
+
 def build_tiny_timm(target: Path, architecture: str = "test_efficientnet", seed: int = 0) -> Path:
     """A tiny random timm model in timm's own Hub layout (what `timm.models.push_to_hf_hub` uploads)."""
     import timm

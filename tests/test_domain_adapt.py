@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import REPO, load_recipe, tiny_image_args
+from conftest import load_recipe, tiny_image_args, torchrun_two_ranks
 from hftransfer.errors import HFTransferError
 
 
@@ -166,16 +162,9 @@ def test_regularizer_in_image_recipe_logs_its_term(image_recipe, tiny_timm_dir, 
 
 def test_torchrun_two_processes_dann_ranks_identical(tiny_timm_dir, tmp_path):
     """DANN under gloo DDP: the classifier and the discriminator (outside the DDP module) end identical on both ranks."""
-    from test_recipes import _free_port
-
-    out, digests = tmp_path / "out", tmp_path / "digests"
-    args = tiny_da_args(tiny_timm_dir, out, "--method", "dann", "--max_train_samples", "64")
-    command = ["torchrun", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               str(REPO / "tests" / "helpers" / "ddp_digest.py"), "domain_adapt", str(digests), "--", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    rank0, rank1 = (json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1))
+    out = tmp_path / "out"
+    rank0, rank1, _ = torchrun_two_ranks("domain_adapt", tiny_da_args(tiny_timm_dir, out, "--method", "dann",
+                                                                      "--max_train_samples", "64"), tmp_path)
     assert rank0["sha256"] == rank1["sha256"]
     assert rank0["components_sha256"] == rank1["components_sha256"]
     assert rank0["components_changed"]  # the discriminator trained
@@ -189,3 +178,15 @@ def test_component_learning_rate_scale(domain_recipe, tiny_timm_dir, tmp_path):
     assert group["initial_lr"] == pytest.approx(10 * trainer.args.learning_rate)
     assert {id(p) for p in group["params"]} == {id(p) for p in trainer.loss_components.parameters()}
     assert trainer.loss_components[0].discriminator[0].out_features == 32
+
+
+def test_domain_adapt_select_on_labelled_target_validation(domain_recipe, tiny_timm_dir, tmp_path):
+    import io
+
+    from PIL import Image
+
+    trainer = domain_recipe.main(tiny_da_args(tiny_timm_dir, tmp_path / "out", "--method", "mcc", "--select_on", "target"))
+    raw = trainer.eval_dataset.with_format(None)[0]["image"]
+    assert Image.open(io.BytesIO(raw["bytes"])).size == (28, 28)  # MNIST's validation split chose the checkpoint
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "target validation" in card

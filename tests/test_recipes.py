@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -11,17 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, tiny_image_args, tiny_text_args
+from conftest import REPO, tiny_image_args, tiny_text_args, torchrun_two_ranks
 
 from hftransfer.data import load_classification_data, prepare_image_splits, prepare_text_splits
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _trainer_predictions(trainer, dataset) -> np.ndarray:
@@ -108,15 +99,9 @@ def test_torchrun_two_processes_gradual_ranks_identical(tiny_timm_dir, tmp_path)
     """DDP on CPU (gloo): both ranks end identical; frozen groups unchanged; groups unfrozen mid-run trained."""
     from safetensors.torch import load_file
 
-    out, digests = tmp_path / "out", tmp_path / "digests"
-    args = tiny_image_args(tiny_timm_dir, out, "--strategy", "gradual", "--unfreeze_unit", "step",
+    args = tiny_image_args(tiny_timm_dir, tmp_path / "out", "--strategy", "gradual", "--unfreeze_unit", "step",
                            "--unfreeze_every", "2", "--max_train_samples", "128")
-    command = ["torchrun", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               str(REPO / "tests" / "helpers" / "ddp_digest.py"), "image_cls", str(digests), "--", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    rank0, rank1 = (json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1))
+    rank0, rank1, digests = torchrun_two_ranks("image_cls", args, tmp_path)
     assert rank0["sha256"] == rank1["sha256"]
 
     # 128 examples / (2 ranks x 16) = 4 steps: head, then +1 group at step 2 -> the top 2 groups trained

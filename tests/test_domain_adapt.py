@@ -190,3 +190,15 @@ def test_domain_adapt_select_on_labelled_target_validation(domain_recipe, tiny_t
     assert Image.open(io.BytesIO(raw["bytes"])).size == (28, 28)  # MNIST's validation split chose the checkpoint
     card = (tmp_path / "out" / "README.md").read_text()
     assert "target validation" in card
+
+
+def test_component_options_are_typed_by_their_defaults():
+    from hftransfer.adaptation import parse_options
+
+    assert parse_options("dann", "hidden_dim=64,schedule=false,lr_scale=10") == {
+        "hidden_dim": 64, "schedule": False, "lr_scale": 10.0}
+    assert parse_options("mmd", "multipliers=0.5;1;2") == {"multipliers": (0.5, 1.0, 2.0)}
+    with pytest.raises(HFTransferError, match="cannot read 'many' as a int"):
+        parse_options("dann", "hidden_dim=many")
+    with pytest.raises(HFTransferError, match="bad option 'gamma'"):
+        parse_options("dann", "gamma")

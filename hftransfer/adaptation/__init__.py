@@ -40,7 +40,10 @@ def build_component(name: str, **kwargs: Any) -> LossComponent:
 
 
 def parse_options(name: str, text: str | None) -> dict[str, Any]:
-    """'alpha=0.01,schedule=false' -> {'alpha': 0.01, 'schedule': False}, typed by the component's defaults."""
+    """'alpha=0.01,schedule=false' -> {'alpha': 0.01, 'schedule': False}, typed by the component's defaults.
+
+    A list-valued option takes its items separated by ';': 'multipliers=0.5;1;2'.
+    """
     if not text:
         return {}
     parameters = inspect.signature(LOSS_COMPONENTS.get(name)).parameters
@@ -58,6 +61,8 @@ def parse_options(name: str, text: str | None) -> dict[str, Any]:
 
 def _typed(raw: str, default: Any, what: str) -> Any:
     try:
+        if isinstance(default, (tuple, list)):
+            return tuple(float(item) for item in raw.split(";") if item.strip())
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false", "1", "0"):
                 raise ValueError

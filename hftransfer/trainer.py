@@ -79,9 +79,9 @@ class TransferTrainer(Trainer):
         head = head_module(model)
         feature_dim = getattr(head, "in_features", None)
         num_classes = getattr(getattr(model, "config", None), "num_labels", None) or getattr(head, "out_features", None)
+        head_names = head_parameter_names(model)
         for component in self.loss_components:
-            component.setup(model, feature_dim=feature_dim, num_classes=num_classes,
-                            head_param_names=head_parameter_names(model))
+            component.setup(model, feature_dim=feature_dim, num_classes=num_classes, head_param_names=head_names)
         self.loss_components.to(self.args.device)
 
     def get_eval_dataloader(self, eval_dataset=None):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError, DataError
-from .loading import ClassificationData, load_classification_data, load_data_from_args
+from .loading import ClassificationData, input_column_arg, load_classification_data, load_data_from_args
 from .text import prepare_text_splits, text_collator
 from .vision import prepare_image_splits
 
@@ -17,7 +17,7 @@ def load_domains(data_args, adapt_args, modality: str, seed: int) -> tuple[Class
     source = load_data_from_args(data_args, modality, seed=seed, dataset=adapt_args.source)
     target = load_classification_data(
         adapt_args.target, modality, config_name=data_args.dataset_config,
-        input_column=getattr(data_args, "image_column" if modality == "image" else "text_column", None),
+        input_column=input_column_arg(data_args, modality),
         validation_size=data_args.validation_size, test_size=data_args.test_size, seed=seed,
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
         require_labels=False,  # class-balanced sampling (samples_per_class) would use target labels: not offered

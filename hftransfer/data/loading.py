@@ -76,11 +76,16 @@ def load_data_from_args(data_args, modality: Modality, seed: int, dataset: str |
     return load_classification_data(
         dataset or data_args.dataset, modality, config_name=data_args.dataset_config,
         label_column=data_args.label_column,
-        input_column=getattr(data_args, "image_column" if modality == "image" else "text_column", None),
+        input_column=input_column_arg(data_args, modality),
         validation_size=data_args.validation_size, test_size=data_args.test_size, seed=seed,
         max_train_samples=data_args.max_train_samples, samples_per_class=data_args.samples_per_class,
         max_eval_samples=data_args.max_eval_samples,
     )
+
+
+def input_column_arg(data_args, modality: Modality) -> str | None:
+    """The --image_column or --text_column the user gave, whichever this modality reads."""
+    return getattr(data_args, "image_column" if modality == "image" else "text_column", None)
 
 
 def _load_raw(name: str, config_name: str | None):

@@ -436,9 +436,17 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
         training_args=args,
         results=read_results(args.output_dir),
         log_history=trainer.state.log_history,
-        extra=extra,
+        extra={**_wise_ft_line(getattr(trainer, "wise_ft", None)), **(extra or {})},
         repo_id=args.hub_model_id,
     )
+
+
+def _wise_ft_line(wise_ft: dict | None) -> dict:
+    if not wise_ft:
+        return {}
+    tried = ", ".join(f"{a} ({v:.4g})" for a, v in wise_ft["validation"].items())
+    return {"WiSE-FT": f"backbone = (1 - alpha) pretrained + alpha fine-tuned with alpha = {wise_ft['alpha']:g}, chosen "
+                       f"on validation {wise_ft['metric']} among alpha (score): {tried}"}
 
 
 def push_run(trainer) -> str | None:

@@ -69,6 +69,30 @@ class TransferTrainer(Trainer):
         if self.strategy is not None:
             self.strategy.attach(self)
         self._setup_loss_components()
+        self._wise_ft_start = self._snapshot_for_wise_ft()
+        self.wise_ft: dict | None = None
+
+    def _snapshot_for_wise_ft(self) -> dict[str, torch.Tensor] | None:
+        alphas = getattr(self.args, "wise_ft_alphas", None)
+        if not alphas:
+            return None
+        from .weights import check_alphas
+
+        check_alphas(alphas)
+        if self.eval_dataset is None:
+            raise ConfigError("--wise_ft_alphas chooses alpha on the validation split, but there is none; pass one")
+        if _is_peft(self.model):
+            raise ConfigError("--wise_ft_alphas interpolates full weights, which LoRA does not train; use another "
+                              "--strategy or drop --wise_ft_alphas")
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        if self._wise_ft_start is not None:
+            from .weights import choose_wise_ft
+
+            self.wise_ft = choose_wise_ft(self, self._wise_ft_start, self.args.wise_ft_alphas)
+        return output
 
     def _setup_loss_components(self) -> None:
         """Build discriminators for this model's feature size and snapshot starting weights (L2-SP), on its device."""

@@ -55,6 +55,11 @@ class TransferTrainingArguments(TrainingArguments):
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'last' for the newest one in output_dir."}
     )
+    wise_ft_alphas: list[float] | None = field(
+        default=None,
+        metadata={"help": "WiSE-FT after training: mix the backbone as (1 - a) * pretrained + a * fine-tuned for each "
+                  "a, keep the a with the best validation metric_for_best_model (ties: the larger a), e.g. 0.5 0.75 1."},
+    )
 
     def __post_init__(self):
         if self.dataloader_num_workers < 0:

@@ -17,7 +17,10 @@ from transformers import TrainerCallback
 
 from .errors import ConfigError, DataError, ModelLoadError
 
-__all__ = ["WiSEFTCallback", "head_state_keys", "interpolate", "interpolate_state_dicts", "plot_interpolation"]
+__all__ = [
+    "WiSEFTCallback", "check_alphas", "choose_wise_ft", "head_state_keys", "interpolate", "interpolate_state_dicts",
+    "plot_interpolation",
+]
 
 
 def interpolate_state_dicts(
@@ -34,8 +37,7 @@ def interpolate_state_dicts(
     such as BatchNorm's num_batches_tracked. Keys only in ``pretrained_sd`` are dropped. alpha = 1 returns the
     fine-tuned tensors themselves; alpha = 0 the pretrained values (in the fine-tuned dtype).
     """
-    if not math.isfinite(alpha):
-        raise ConfigError(f"alpha must be a finite number, got {alpha}")
+    check_alphas([alpha])
     keep = set(finetuned_keys)
     out: dict[str, torch.Tensor] = {}
     for key, ft in finetuned_sd.items():
@@ -52,6 +54,12 @@ def interpolate_state_dicts(
             mixed = (1 - alpha) * pre.detach().to(ft.device, dtype) + alpha * ft.detach().to(dtype)
             out[key] = mixed.to(ft.dtype)
     return out
+
+
+def check_alphas(alphas: Iterable[float]) -> None:
+    for alpha in alphas:
+        if not math.isfinite(alpha):
+            raise ConfigError(f"alpha must be a finite number, got {alpha}")
 
 
 def _mixed_fraction(pretrained_sd: Mapping, finetuned_sd: Mapping, finetuned_keys: set[str]) -> float:
@@ -241,11 +249,35 @@ def plot_interpolation(result: dict, path: str | Path) -> None:
 # ----------------------------------------------------------------------------------------------- during training
 
 
+def choose_wise_ft(trainer, pretrained_sd: Mapping[str, torch.Tensor], alphas: Iterable[float]) -> dict:
+    """After training: evaluate theta(alpha) on the trainer's validation split and leave the model at the alpha with
+    the best ``metric_for_best_model`` (ties go to the larger alpha). Writes ``wise_ft.json`` to output_dir."""
+    args, model = trainer.args, trainer.model
+    metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
+    greater = args.greater_is_better if args.greater_is_better is not None else not metric.endswith("loss")
+    finetuned_sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    head_keys = head_state_keys(model)
+    scores = {}
+    for alpha in dict.fromkeys(float(a) for a in alphas):
+        model.load_state_dict(interpolate_state_dicts(pretrained_sd, finetuned_sd, alpha, finetuned_keys=head_keys))
+        scores[alpha] = trainer.evaluate(metric_key_prefix="wise_ft")[f"wise_ft_{metric}"]
+    best = max(scores, key=lambda a: (scores[a] if greater else -scores[a], a))
+    model.load_state_dict(interpolate_state_dicts(pretrained_sd, finetuned_sd, best, finetuned_keys=head_keys))
+    result = {"alpha": best, "metric": metric, "split": "validation",
+              "validation": {_alpha_key(a): value for a, value in scores.items()}}
+    if args.should_save:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "wise_ft.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+
 class WiSEFTCallback(TrainerCallback):
     """At the end of training, evaluate theta(alpha) on given prepared eval splits and record the results.
 
     ``eval_datasets``: name -> dataset yielding model inputs and ``labels`` (or name -> (dataset, collate_fn)).
-    The model keeps its fine-tuned weights; results land in ``self.results`` and ``output_dir/wise_ft.json``.
+    The model keeps its fine-tuned weights; results land in ``self.results`` and ``output_dir/wise_ft_eval.json``.
+    To keep the best alpha instead, use ``--wise_ft_alphas`` (:func:`choose_wise_ft`).
     """
 
     def __init__(self, pretrained_state_dict: Mapping[str, torch.Tensor], alphas: Iterable[float], eval_datasets: Mapping,
@@ -284,4 +316,4 @@ class WiSEFTCallback(TrainerCallback):
             model.train(was_training)
         if args.should_save:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(args.output_dir) / "wise_ft.json").write_text(json.dumps(self.results, indent=2) + "\n")
+            (Path(args.output_dir) / "wise_ft_eval.json").write_text(json.dumps(self.results, indent=2) + "\n")

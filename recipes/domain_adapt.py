@@ -29,6 +29,8 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
+    from transformers import set_seed
+
     import torch
 
     from hftransfer.adaptation import components_from_args
@@ -50,6 +52,7 @@ def main(argv=None):
         modality = model_modality(model_args.model, model_args.trust_remote_code)
         source, target = load_domains(data_args, adapt_args, modality, seed=training_args.seed)
         components = components_from_args(adapt_args)
+        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
         loaded = load_classifier(
             model_args.model, source.label_names, modality, pretrained=model_args.pretrained,
             image_size=data_args.image_size if modality == "image" else None,

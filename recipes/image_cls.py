@@ -25,6 +25,8 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
+    from transformers import set_seed
+
     from hftransfer.adaptation import components_from_args
     from hftransfer.arguments import ImageDataArguments, ModelArguments, RegularizerArguments, StrategyArguments
     from hftransfer.config import parse_recipe_args
@@ -41,6 +43,7 @@ def main(argv=None):
     )
     with recipe_output_dir(training_args):
         data = load_data_from_args(data_args, "image", seed=training_args.seed)
+        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
         loaded = load_classifier(
             model_args.model, data.label_names, "image", pretrained=model_args.pretrained,
             image_size=data_args.image_size, trust_remote_code=model_args.trust_remote_code,

@@ -26,6 +26,8 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
+    from transformers import set_seed
+
     import torch
 
     from hftransfer.adaptation import components_from_args
@@ -44,6 +46,7 @@ def main(argv=None):
     )
     with recipe_output_dir(training_args):
         data = load_data_from_args(data_args, "text", seed=training_args.seed)
+        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
         loaded = load_classifier(
             model_args.model, data.label_names, "text", pretrained=model_args.pretrained,
             trust_remote_code=model_args.trust_remote_code,

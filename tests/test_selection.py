@@ -175,7 +175,46 @@ def test_wiseft_callback_records_alphas_and_keeps_finetuned_weights(tiny_image, 
 
     after = evaluate_classifier(trainer.model, splits["test"], default_data_collator)
     assert callback.results[-1]["digits"] == after  # alpha = 1 is the trained model, and it was restored
-    assert json.loads((tmp_path / "run" / "wise_ft.json").read_text())[0]["alpha"] == 0
+    assert json.loads((tmp_path / "run" / "wise_ft_eval.json").read_text())[0]["alpha"] == 0
+
+
+def test_recipe_wise_ft_alphas_keeps_the_best_interpolation(tiny_image, finetuned, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "wise"
+    load_recipe_main(IMAGE_RECIPE)([*TINY_RUN, "--model", str(tiny_image), "--output_dir", str(out), "--seed", "42",
+                                    "--wise_ft_alphas", "0", "0.5"])
+    record = json.loads((out / "wise_ft.json").read_text())
+    scores = record["validation"]
+    assert set(scores) == {"0", "0.5"} and record["metric"] == "accuracy"
+    alpha = max((0.0, 0.5), key=lambda a: (scores[f"{a:g}"], a))
+    assert record["alpha"] == alpha
+    # the recipe's final evaluation sees the chosen model
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == scores[f"{alpha:g}"]
+
+    pre, ft = load_file(tiny_image / "model.safetensors"), load_file(finetuned / "model.safetensors")
+    saved = load_file(out / "model.safetensors")
+    assert saved.keys() == ft.keys()
+    mixed = 0
+    for key, value in saved.items():
+        if key in pre and pre[key].shape == value.shape and value.is_floating_point():
+            torch.testing.assert_close(value, (1 - alpha) * pre[key] + alpha * ft[key], rtol=1e-5, atol=1e-6,
+                                       msg=f"{key} alpha={alpha}")
+            mixed += not torch.equal(pre[key], ft[key])
+        else:  # the new head (and integer buffers) stay fine-tuned
+            assert torch.equal(value, ft[key]), key
+    assert mixed > 10
+    assert "WiSE-FT" in (out / "README.md").read_text()
+
+
+def test_wise_ft_alphas_with_lora_is_a_config_error(tiny_image, tmp_path):
+    from hftransfer.errors import ConfigError
+
+    out = tmp_path / "wise_lora"
+    with pytest.raises(ConfigError, match="LoRA"):
+        load_recipe_main(IMAGE_RECIPE)([*TINY_RUN, "--model", str(tiny_image), "--output_dir", str(out),
+                                        "--strategy", "lora", "--wise_ft_alphas", "0.5"])
+    assert not out.exists()
 
 
 # ----------------------------------------------------------------------------------------------- rank

@@ -70,11 +70,6 @@ class StrategyArguments:
     groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})
     lp_epochs: float = field(default=1.0, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning."})
     ft_lr_scale: float = field(default=0.1, metadata={"help": "lp_ft: LR multiplier of the fine-tuning phase."})
-    lp_norm_statistics: str = field(
-        default="adapt",
-        metadata={"help": "lp_ft: BatchNorm while probing: 'adapt' (batch statistics, as fine-tuning will use) or "
-                  "'frozen' (the pretrained statistics)."},
-    )
     bitfit_norms: bool = field(default=True, metadata={"help": "bitfit: also train normalisation weights."})
     lora_r: int = field(default=8, metadata={"help": "lora: adapter rank."})
     lora_alpha: int = field(default=16, metadata={"help": "lora: scaling alpha."})

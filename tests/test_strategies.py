@@ -138,28 +138,6 @@ def test_strategy_freezes_trains_and_scales_lr_as_specified(name, tiny_timm_dir,
         assert biases and all(changed(before, after, biases).values())
 
 
-@pytest.mark.parametrize("norm_statistics", ["adapt", "frozen"])
-def test_lp_ft_probing_phase_norm_statistics(norm_statistics, tiny_timm_dir, tmp_path):
-    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", "lp_ft", lp_epochs=100.0,  # probing throughout
-                           lp_norm_statistics=norm_statistics)
-    before = snapshot(trainer.model)
-    trainer.train()
-    after = snapshot(trainer.model)
-    backbone = [k for _, names in group_params(trainer)[:-1] for k in names if k in before]
-    assert not any(changed(before, after, backbone).values())  # weights stay put either way
-    buffers = [k for k in before if "running_mean" in k or "running_var" in k]
-    moved = changed(before, after, buffers).values()
-    assert buffers and (all(moved) if norm_statistics == "adapt" else not any(moved))
-
-
-def test_lp_ft_rejects_an_unknown_norm_statistics_mode():
-    from hftransfer.errors import ConfigError
-    from hftransfer.strategies.lp_ft import LinearProbeThenFineTune
-
-    with pytest.raises(ConfigError, match="lp_norm_statistics"):
-        LinearProbeThenFineTune(lp_norm_statistics="train")
-
-
 def test_lr_scales_survive_a_warmup_schedule(tiny_timm_dir, tmp_path):
     recorder = RecordLR()
     trainer = make_trainer(tiny_timm_dir, tmp_path / "out", "llrd", callbacks=[recorder], layer_decay=0.5)

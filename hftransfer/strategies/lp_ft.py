@@ -1,27 +1,17 @@
-from ..errors import ConfigError
-
 from . import STRATEGIES
 from .base import Strategy, epochs_to_steps
 
 
 @STRATEGIES.register("lp_ft")
 class LinearProbeThenFineTune(Strategy):
-    """LP-FT (Kumar et al. 2022): probe the head for `lp_epochs`, then fine-tune everything at lr * ft_lr_scale.
-
-    `lp_norm_statistics="adapt"` lets BatchNorm layers normalise with batch statistics (and update their running
-    statistics) while the backbone's weights are frozen for probing, so the head is probed on the features that
-    fine-tuning will see; "frozen" probes on the pretrained statistics, as `linear_probe` does.
-    """
+    """LP-FT (Kumar et al. 2022): probe the head for `lp_epochs`, then fine-tune everything at lr * ft_lr_scale."""
 
     name = "lp_ft"
 
-    def __init__(self, lp_epochs: float = 1.0, ft_lr_scale: float = 0.1, lp_norm_statistics: str = "adapt", **kw):
-        if lp_norm_statistics not in ("adapt", "frozen"):
-            raise ConfigError(f"--lp_norm_statistics must be 'adapt' or 'frozen', got {lp_norm_statistics!r}")
-        super().__init__(lp_epochs=lp_epochs, ft_lr_scale=ft_lr_scale, lp_norm_statistics=lp_norm_statistics, **kw)
+    def __init__(self, lp_epochs: float = 1.0, ft_lr_scale: float = 0.1, **kw):
+        super().__init__(lp_epochs=lp_epochs, ft_lr_scale=ft_lr_scale, **kw)
         self.lp_epochs = lp_epochs
         self.ft_lr_scale = ft_lr_scale
-        self.lp_norm_statistics = lp_norm_statistics
 
     def _probing(self, step: int) -> bool:
         return step < epochs_to_steps(self, self.lp_epochs)
@@ -34,7 +24,3 @@ class LinearProbeThenFineTune(Strategy):
     def lr_scale(self, group_index, step):
         base = super().lr_scale(group_index, step)
         return base if self._probing(step) else base * self.ft_lr_scale
-
-    def freeze_norm_statistics(self, model, step: int) -> None:
-        if self.lp_norm_statistics == "frozen":
-            super().freeze_norm_statistics(model, step)

@@ -138,6 +138,25 @@ def test_strategy_freezes_trains_and_scales_lr_as_specified(name, tiny_timm_dir,
         assert biases and all(changed(before, after, biases).values())
 
 
+@pytest.mark.parametrize("name", ["full", "lp_ft", "bitfit"])
+def test_pretrained_norm_statistics_keep_running_stats_while_weights_train(name, tiny_timm_dir, tmp_path):
+    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", name, norm_statistics="pretrained", lp_epochs=0.3)
+    before = snapshot(trainer.model)
+    trainer.train()
+    after = snapshot(trainer.model)
+    buffers = [k for k in before if "running_mean" in k or "running_var" in k]
+    norm_weights = [k.replace("running_mean", "weight") for k in buffers if "running_mean" in k]
+    assert buffers and not any(changed(before, after, buffers).values())
+    assert all(changed(before, after, norm_weights).values())  # the affine part of every BatchNorm still trains
+
+
+def test_unknown_norm_statistics_mode_is_a_config_error():
+    from hftransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="norm_statistics"):
+        build_strategy(StrategyArguments(strategy="full", norm_statistics="frozen"))
+
+
 def test_lr_scales_survive_a_warmup_schedule(tiny_timm_dir, tmp_path):
     recorder = RecordLR()
     trainer = make_trainer(tiny_timm_dir, tmp_path / "out", "llrd", callbacks=[recorder], layer_decay=0.5)

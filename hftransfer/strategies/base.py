@@ -39,9 +39,15 @@ class Strategy:
 
     name = "base"
 
-    def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, **options):
+    def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, norm_statistics: str = "update",
+                 **options):
+        if norm_statistics not in ("update", "pretrained"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {norm_statistics!r}")
         self.head_lr_scale = head_lr_scale
         self.layer_decay = layer_decay
+        self.norm_statistics = norm_statistics
         self.options = options
         self.groups: list[LayerGroup] = []
         self.steps_per_epoch = 1.0
@@ -72,7 +78,8 @@ class Strategy:
         return model
 
     def describe(self) -> dict:
-        return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay, **self.options}
+        return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay,
+                "norm_statistics": self.norm_statistics, **self.options}
 
     # ---- machinery ----
 
@@ -120,8 +127,11 @@ class Strategy:
             self._report(step, flags)
 
     def freeze_norm_statistics(self, model: nn.Module, step: int) -> None:
-        """Norm layers of frozen groups stay in eval mode: their running statistics do not move either."""
+        """Norm layers of frozen groups stay in eval mode: their running statistics do not move either. With
+        norm_statistics="pretrained", every backbone BatchNorm does (its affine weights may still train)."""
         flags = self.trainable_at(step)
+        if self.norm_statistics == "pretrained":
+            flags = [False] * (len(self.groups) - 1) + [flags[-1]]
         frozen_params = {id(p) for g, t in zip(self.groups, flags) if not t for p in g.parameters.values()}
         if not frozen_params:
             return

@@ -62,10 +62,11 @@ class StrategyArguments:
         default="full", metadata={"help": "full, linear_probe, gradual, llrd, lp_ft, bitfit or lora."}
     )
     head_lr_scale: float = field(default=1.0, metadata={"help": "LR multiplier of the new head (e.g. 10)."})
-    norm_statistics: str = field(
-        default="update",
+    norm_statistics: str | None = field(
+        default=None,
         metadata={"help": "BatchNorm running statistics of trained layers: 'update' or 'pretrained' (kept in "
-                  "inference mode throughout, as Keras's fine-tuning guide advises; composes with every strategy)."},
+                  "inference mode throughout, as Keras's fine-tuning guide advises). Default: 'pretrained' for "
+                  "lp_ft and bitfit, 'update' otherwise."},
     )
     layer_decay: float | None = field(
         default=None, metadata={"help": "Layer-wise LR decay per group from the head (llrd default 0.75; composes)."}

@@ -38,9 +38,11 @@ class Strategy:
     """Base: everything trains at scale 1. Subclasses override `trainable_at` / `lr_scale` / `frozen_forever`."""
 
     name = "base"
+    default_norm_statistics = "update"  # BatchNorm running statistics of training layers move with the data
 
-    def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, norm_statistics: str = "update",
+    def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, norm_statistics: str | None = None,
                  **options):
+        norm_statistics = norm_statistics or self.default_norm_statistics
         if norm_statistics not in ("update", "pretrained"):
             from ..errors import ConfigError
 

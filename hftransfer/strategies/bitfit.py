@@ -7,6 +7,7 @@ class BitFit(Strategy):
     """BitFit (Ben Zaken et al. 2022): only bias terms (and, by default, norm weights) of the backbone, plus the head."""
 
     name = "bitfit"
+    default_norm_statistics = "pretrained"  # the backbone's features stay what the head is fitted to
 
     def __init__(self, bitfit_norms: bool = True, **kw):
         super().__init__(bitfit_norms=bitfit_norms, **kw)

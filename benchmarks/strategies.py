@@ -6,7 +6,8 @@
 Each cell is one run of the real recipe (recipes/image_cls.py, recipes/text_cls.py) with its defaults, changed only
 by --strategy and the data setting: test accuracy on the held-back test split, wall time of the whole run, and the
 parameters the strategy trains at the end of training. A separate measurement times optimizer steps (no evaluation)
-of image strategies (default: full and linear_probe), giving each one's step time relative to `full`. Finished runs are cached under --work.
+of image strategies (default: full and linear_probe), giving each one's step time relative to `full`. Finished runs
+are cached under --work.
 """
 
 from __future__ import annotations

@@ -271,7 +271,6 @@ def choose_wise_ft(trainer, pretrained_sd: Mapping[str, torch.Tensor], alphas: I
     return result
 
 
-
 class WiSEFTCallback(TrainerCallback):
     """At the end of training, evaluate theta(alpha) on given prepared eval splits and record the results.
 

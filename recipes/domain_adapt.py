@@ -29,9 +29,8 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
-    from transformers import set_seed
-
     import torch
+    from transformers import set_seed
 
     from hftransfer.adaptation import components_from_args
     from hftransfer.arguments import AdaptationArguments, DomainDataArguments, ModelArguments, StrategyArguments

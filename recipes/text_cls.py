@@ -26,9 +26,8 @@ DEFAULTS = dict(
 
 
 def main(argv=None):
-    from transformers import set_seed
-
     import torch
+    from transformers import set_seed
 
     from hftransfer.adaptation import components_from_args
     from hftransfer.arguments import ModelArguments, RegularizerArguments, StrategyArguments, TextDataArguments

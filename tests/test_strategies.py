@@ -155,7 +155,8 @@ def test_unknown_norm_statistics_mode_is_a_config_error():
 
     with pytest.raises(ConfigError, match="norm_statistics"):
         build_strategy(StrategyArguments(strategy="full", norm_statistics="frozen"))
-    defaults = {name: build_strategy(StrategyArguments(strategy=name)).norm_statistics for name in ("full", "lp_ft", "bitfit")}
+    defaults = {name: build_strategy(StrategyArguments(strategy=name)).norm_statistics
+                for name in ("full", "lp_ft", "bitfit")}
     assert defaults == {"full": "update", "lp_ft": "pretrained", "bitfit": "pretrained"}
 
 

@@ -24,11 +24,20 @@ class DataArguments:
         metadata={"help": "Built-in (digits, mnist5k, tweets, ...), Hub dataset id, local folder or csv/json/parquet file."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column (default: label/labels/...)."})
-    validation_size: float = field(default=0.1, metadata={"help": "Fraction of train held out if no validation split."})
-    test_size: float = field(default=0.2, metadata={"help": "Fraction of train held out if there is no test split."})
+    label_column: str | None = field(
+        default=None,
+        metadata={"help": "Label column (default: label/labels/...): strings, or integers 0..N-1, each in train."},
+    )
+    validation_size: float = field(
+        default=0.1, metadata={"help": "Fraction (0-1) of train held out, stratified, if there is no validation split."}
+    )
+    test_size: float = field(
+        default=0.2, metadata={"help": "Fraction (0-1) of train held out, stratified, if there is no test split."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most N training examples."})
-    samples_per_class: int | None = field(default=None, metadata={"help": "Few-label setting: N training examples per class."})
+    samples_per_class: int | None = field(
+        default=None, metadata={"help": "Few-label setting: N training examples per class (every class needs N)."}
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N validation/test examples."})
 
 

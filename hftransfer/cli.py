@@ -82,6 +82,8 @@ def _interpolate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_eval_samples", "--max-eval-samples", type=int, dest="max_eval_samples")
     parser.add_argument("--batch_size", "--batch-size", type=int, dest="batch_size", default=128)
     parser.add_argument("--seed", type=int, default=42, help="Seed of the train/validation/test split (recipes: 42).")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", dest="overwrite", action="store_true",
+                        help="Replace an earlier interpolation in --output_dir (only once the new one is complete).")
 
 
 def interpolate(args: argparse.Namespace) -> None:
@@ -91,7 +93,7 @@ def interpolate(args: argparse.Namespace) -> None:
     run_interpolation(
         args.pretrained, args.finetuned, args.alphas, args.eval_datasets, output_dir=args.output_dir,
         select_on=args.select_on, metric=args.metric, batch_size=args.batch_size,
-        max_eval_samples=args.max_eval_samples, seed=args.seed,
+        max_eval_samples=args.max_eval_samples, seed=args.seed, overwrite=args.overwrite,
     )
     print(f"wrote {args.output_dir}")
 

@@ -19,3 +19,7 @@ class ConfigError(HFTransferError):
 
 class HubError(HFTransferError):
     """A Hub push or lookup failed (auth, network, offline mode); the local output is left as it was."""
+
+
+class DiskFullError(HFTransferError):
+    """The disk filled up while writing: the previous output is untouched and checkpoints already written are kept."""

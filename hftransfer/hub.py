@@ -2,20 +2,22 @@
 
     write_model_card(out, base_model=..., datasets=[...], task="image-classification", ...)  # README.md + curves
     render_card(out)                        # re-render from out/card_inputs.json and the *_results.json files
-    push_output(out, "me/model")            # one commit; returns its URL; failures raise HubError
-    write_run_card(trainer, loaded, data)   # what a recipe calls after save_model(), and then push_run(trainer)
+    push_output(out, "me/model")            # one commit of publishable_files(out); its URL; failures raise HubError
+    write_run_card(trainer, loaded, data)   # what a recipe calls after save_model() (card + training_args.json),
+                                            # and then push_run(trainer), which pushes from the main process only
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError, HubError
-from .redact import is_hub_id, public_name, public_value, scrub
+from .redact import is_hub_id, public_name, public_record, public_value, scrub, training_args_json
 
 Task = Literal["image-classification", "text-classification"]
 
@@ -23,12 +25,35 @@ TEMPLATE = Path(__file__).parent / "model_cards" / "model_card.md"
 CARD = "README.md"
 CARD_INPUTS = "card_inputs.json"  # everything the card was rendered from except results, already made public
 CURVES = "training_curves.png"
+TRAINING_ARGS = "training_args.json"  # the public record of the TrainingArguments; training_args.bin stays local
 METRICS = {"accuracy": "Accuracy", "f1": "F1 (macro)", "precision": "Precision (macro)", "recall": "Recall (macro)"}
 TASKS = {"image": "image-classification", "text": "text-classification"}
 TASK_TITLES = {"image-classification": "Image Classification", "text-classification": "Text Classification"}
 FRAMEWORKS = ("hftransfer", "torch", "transformers", "timm", "datasets", "accelerate", "huggingface_hub", "peft")
-# As Trainer.push_to_hub: checkpoints are local resume state (optimizer, RNG, absolute paths) and stay local.
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "_*", ".*"]
+# What a push publishes: only files that hftransfer (or transformers/peft on its behalf) writes into a finished output
+# folder, as found in the outputs of recipes/*.py and `hftransfer interpolate`. Everything else stays local:
+# checkpoint-*/ (resume state: optimizer, RNG, absolute paths), runs/ (TensorBoard; the host name in its file names),
+# training_args.bin (a pickle; training_args.json is its public record), and any file the user put in the folder.
+PUSH_FILES = frozenset({
+    # the model: save_pretrained / timm's Hub layout
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+    # the processor: image processor, tokenizer (the vocabulary files transformers' tokenizers save)
+    "preprocessor_config.json", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.txt",
+    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model", "spm.model",
+    "tokenizer.model", "bpe.codes",
+    # the card (hftransfer.hub) and the run's records
+    CARD, CARD_INPUTS, CURVES, TRAINING_ARGS, "transfer_strategy.json", "wise_ft.json", "wise_ft_eval.json",
+    "train_results.json", "eval_results.json", "test_results.json", "target_test_results.json", "all_results.json",
+    "interpolation.json", "interpolation.png",  # hftransfer interpolate
+    # --strategy lora: the adapter itself (peft; safetensors only)
+    "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/README.md",
+})
+_WEIGHT_SHARD = re.compile(r"^model-\d+-of-\d+\.safetensors$")  # save_pretrained's shards of a large model
+# Text files hftransfer (or peft for it) writes: made public once more as they are pushed (absolute paths in JSON
+# records, secrets, the home folder), for output folders written by older versions or by hand-run commands.
+_PUBLIC_ON_PUSH = {CARD, CARD_INPUTS, TRAINING_ARGS, "transfer_strategy.json", "wise_ft.json", "wise_ft_eval.json",
+                   "interpolation.json", "adapter/README.md", "adapter/adapter_config.json"}
 _BUILTIN_MODEL_NAMES = {"efficientnet_lite0": "EfficientNet-Lite0 (ImageNet-1k)", "minilm": "all-MiniLM-L6-v2"}
 
 
@@ -359,25 +384,95 @@ def push_output(
     """Upload output_dir (model, processor, card, metrics; not checkpoints) to a model repo in one commit.
 
     The token defaults to HF_TOKEN or the `hf auth login` one. Returns the commit URL. Never changes output_dir.
+    Pushes only `publishable_files(output_dir)`, and only from the main process of a distributed launch (elsewhere
+    it does nothing and returns None).
     """
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
 
+    if not _is_world_process_zero():
+        return None
     out = Path(output_dir)
     retry = f"then retry with `hftransfer push {output_dir} --repo-id {repo_id}`"
     if not (out / "config.json").is_file():
         raise HubError(f"{output_dir} holds no saved model (config.json); push the output_dir of a finished run")
     if constants.is_offline_mode():
         raise HubError(f"cannot push to {repo_id} while HF_HUB_OFFLINE=1 is set; unset it where the Hub is reachable, {retry}")
+    secrets = [token, *_secrets(None)]
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=_publishable(out, name, secrets))
+                  for name in publishable_files(out)]
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id, folder_path=out, ignore_patterns=PUSH_IGNORE,
+        info = api.create_commit(
+            repo_id=repo_id, operations=operations,
             commit_message=commit_message or f"Upload {out.resolve().name} (hftransfer)",
         )
     except Exception as error:  # noqa: BLE001  (every failure becomes one actionable line; the output is untouched)
         raise _hub_error(error, repo_id, api.endpoint, retry) from None
     return info.commit_url
+
+
+def publishable_files(output_dir: str | Path) -> list[str]:
+    """The files of a finished output folder that a push publishes (PUSH_FILES, weight shards, and the custom code
+    files that config.json & co. name in `auto_map` under --trust_remote_code), as sorted POSIX paths."""
+    from .outputs import read_marker
+
+    out = Path(output_dir)
+    names = {p.relative_to(out).as_posix() for p in [*out.iterdir(), *out.glob("adapter/*")] if p.is_file()}
+    marker = read_marker(out)
+    if marker is not None and marker.get("status") == "complete":  # a user's file under an allowed name stays home
+        names &= set(marker.get("files", []))
+    allowed = PUSH_FILES | _custom_code_files(out)
+    return sorted(n for n in names if n in allowed or _WEIGHT_SHARD.match(n))
+
+
+def _custom_code_files(out: Path) -> set[str]:
+    """`modeling_x.py` & co. that save_pretrained copies next to a remote-code model, as its configs' auto_map
+    names them ("org/repo--x.Y" names code in another repo: nothing here)."""
+    files = set()
+    for config in ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json"):
+        try:
+            auto_map = json.loads((out / config).read_text()).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for value in auto_map.values() if isinstance(auto_map, dict) else []:
+            for reference in value if isinstance(value, list) else [value]:
+                if isinstance(reference, str) and "--" not in reference and "." in reference:
+                    files.add(reference.rsplit(".", 1)[0] + ".py")
+    return files
+
+
+def _publishable(out: Path, name: str, secrets: list) -> str | bytes:
+    """A file as pushed: its path, or, for hftransfer's own text files where they would publish an absolute path, a
+    secret or the home folder, their public text (the local file is left as it is)."""
+    path = out / name
+    if name not in _PUBLIC_ON_PUSH and not name.endswith("_results.json"):
+        return str(path)
+    text = public = path.read_text(encoding="utf-8")
+    if name.endswith(".json"):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        redacted = public_record(record, out, relative_paths=False)
+        if redacted != record:
+            public = json.dumps(redacted, indent=2) + "\n"
+    public = scrub(public, secrets)
+    return str(path) if public == text else public.encode("utf-8")
+
+
+def _is_world_process_zero() -> bool:
+    """transformers' rule for who pushes (Trainer.is_world_process_zero: `args.process_index == 0`) where no trainer is
+    at hand: the global rank once torch.distributed runs, else the RANK a launcher (torchrun, accelerate) set."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")  # not imported: no process group in this process
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    try:
+        return int(os.environ.get("RANK") or 0) == 0
+    except ValueError:
+        return True
 
 
 def _hub_error(error: Exception, repo_id: str, endpoint: str, retry: str) -> HubError:
@@ -422,10 +517,12 @@ def _first_line(error: Exception) -> str:
 
 
 def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, extra: dict | None = None) -> Path | None:
-    """After `trainer.save_model()`: the card for this run from what the recipe built (main process only)."""
+    """After `trainer.save_model()`: the card for this run from what the recipe built, and training_args.json (on the
+    process that saves, as for the model)."""
     args = trainer.args
     if not args.should_save:
         return None
+    write_training_args(args.output_dir, args)
     return write_model_card(
         args.output_dir,
         base_model=loaded.source,
@@ -441,6 +538,15 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
     )
 
 
+def write_training_args(output_dir: str | Path, args) -> Path:
+    """training_args.json: the TrainingArguments as JSON, paths relative to output_dir or reduced to their base
+    names, no token; what a push publishes instead of the pickled training_args.bin."""
+    path = Path(output_dir) / TRAINING_ARGS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(training_args_json(args, output_dir, _secrets(args)), encoding="utf-8")
+    return path
+
+
 def _wise_ft_line(wise_ft: dict | None) -> dict:
     if not wise_ft:
         return {}
@@ -450,10 +556,11 @@ def _wise_ft_line(wise_ft: dict | None) -> dict:
 
 
 def push_run(trainer) -> str | None:
-    """With --push_to_hub: upload output_dir to --hub_model_id (main process only). Call it outside
-    `recipe_output_dir`, so a failed push leaves the finished local output in place."""
+    """With --push_to_hub: upload output_dir to --hub_model_id. Call it outside `recipe_output_dir`, so a failed push
+    leaves the finished local output in place. Only the main process pushes, by transformers' rule
+    (`trainer.is_world_process_zero()`), even where --save_on_each_node has every node save."""
     args = trainer.args
-    if not args.push_to_hub or not args.should_save:
+    if not args.push_to_hub or not trainer.is_world_process_zero():
         return None
     if not args.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id namespace/name; add it or drop --push_to_hub")

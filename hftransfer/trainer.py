@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import time
 
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from .errors import ConfigError
 from .metrics import compute_classification_metrics, predicted_classes
@@ -52,6 +55,8 @@ class TransferTrainer(Trainer):
     """
 
     COMPONENTS_CHECKPOINT = "loss_components.safetensors"
+    STATE_CHECKPOINT = "hftransfer_state.json"  # what the final report needs from before a resume (strategy phases)
+    BUFFERS_CHECKPOINT = "model_buffers.safetensors"  # LoRA: the base model's buffers (BatchNorm running statistics)
 
     def __init__(self, model=None, args=None, *rest, strategy=None, loss_components=(), **kwargs):
         kwargs.setdefault("compute_metrics", compute_classification_metrics)
@@ -87,6 +92,8 @@ class TransferTrainer(Trainer):
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def train(self, *args, **kwargs):
+        self._terms_logged_at = None  # set to the first step this call trains: the resumed one after a resume
+        self._term_totals = {}
         output = super().train(*args, **kwargs)
         if self._wise_ft_start is not None:
             from .weights import choose_wise_ft
@@ -107,6 +114,19 @@ class TransferTrainer(Trainer):
         for component in self.loss_components:
             component.setup(model, feature_dim=feature_dim, num_classes=num_classes, head_param_names=head_names)
         self.loss_components.to(self.args.device)
+        if any(True for _ in self.loss_components.parameters()):
+            self.add_callback(_ZeroComponentGradients(self))
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Length-grouped batches (the text recipe's default) in an order drawn from (seed, epoch): transformers'
+        LengthGroupedSampler draws it from the global random state when the epoch's first batch is fetched, which a
+        run resumed mid-epoch cannot reproduce (measured: a text run resumed in its 2nd epoch trained on the 1st
+        epoch's order). Random sampling is already keyed to (seed, epoch) by accelerate's SeedableRandomSampler."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler and sampler.generator is None:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+        return sampler
 
     def get_eval_dataloader(self, eval_dataset=None):
         # transformers caches persistent-worker eval loaders under the key "eval" whatever Dataset is passed, so
@@ -117,6 +137,14 @@ class TransferTrainer(Trainer):
             dataset=eval_dataset, description="Evaluation", batch_size=self.args.eval_batch_size,
             sampler_fn=self._get_eval_sampler,
         )
+
+    def evaluate(self, *args, **kwargs):
+        """Evaluation leaves the random state as it found it (its data loader draws a seed from it), so training takes
+        the same random draws (dropout) however often it evaluates, and a run resumed from a checkpoint saved just
+        before an epoch-end evaluation continues as the uninterrupted run did (measured: text runs resumed at an
+        epoch boundary diverged from the first step on)."""
+        with _random_state_kept(self.args.device):
+            return super().evaluate(*args, **kwargs)
 
     # ---- optimisation ----
 
@@ -129,10 +157,7 @@ class TransferTrainer(Trainer):
                 else self._default_param_groups()
             )
             for component in self.loss_components:
-                params = [p for p in component.parameters() if p.requires_grad]
-                if params:
-                    groups.append({"params": params, "weight_decay": self.args.weight_decay, "name": component.name,
-                                   "lr": self.args.learning_rate * component.lr_scale})
+                groups += self._component_param_groups(component)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
             return self.optimizer
         return super().create_optimizer(model)
@@ -155,10 +180,35 @@ class TransferTrainer(Trainer):
         )
         return self.lr_scheduler
 
+    def _component_param_groups(self, component: nn.Module) -> list[dict]:
+        """A component's parameters at its learning rate; biases and norm weights without weight decay: Trainer's rule
+        (get_decay_parameter_names), which finds norm layers by LayerNorm type or a 'norm' name, plus every other norm
+        layer by type (a discriminator's BatchNorm1d is named like 'discriminator.1')."""
+        norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+        in_norm = {f"{m}.{n}" if m else n for m, module in component.named_modules() if isinstance(module, norms)
+                   for n, _ in module.named_parameters(recurse=False)}
+        decay = set(self.get_decay_parameter_names(component)) - in_norm
+        params = [(n, p) for n, p in component.named_parameters() if p.requires_grad]
+        lr = self.args.learning_rate * component.lr_scale
+        groups = [
+            {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay,
+             "name": f"{component.name}/decay", "lr": lr},
+            {"params": [p for n, p in params if n not in decay], "weight_decay": 0.0,
+             "name": f"{component.name}/no_decay", "lr": lr},
+        ]
+        return [g for g in groups if g["params"]]
+
     def _clip_grad_norm(self, model):
+        """The model's gradient and each component's (a discriminator's) are clipped to max_grad_norm separately, so
+        neither player of the adversarial game sets the other's step size; the returned (logged) norm is the model's."""
         if self.strategy is not None:  # frozen groups' gradients must not count in the clipping norm
             self.strategy.drop_frozen_gradients(self.state.global_step)
-        return super()._clip_grad_norm(model)
+        norm = super()._clip_grad_norm(model)  # first: with a loss scaler this also unscales the components' gradients
+        for component in self.loss_components:
+            grads = [p for p in component.parameters() if p.grad is not None]
+            if grads:
+                torch.nn.utils.clip_grad_norm_(grads, self.args.max_grad_norm)
+        return norm
 
     def _default_param_groups(self) -> list[dict]:
         decay = set(self.get_decay_parameter_names(self.model))
@@ -201,14 +251,14 @@ class TransferTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.args.world_size > 1 and len(self.loss_components):
-            self._average_component_gradients()
+        if self.args.world_size > 1 and len(self.loss_components) and self.accelerator.sync_gradients:
+            self._average_component_gradients()  # once per optimizer step, when DDP syncs the model's
         return loss
 
     def _average_component_gradients(self) -> None:
         """DDP averages the model's gradients only; components (outside the DDP module) are averaged here, in one call."""
         grads = [p.grad for p in self.loss_components.parameters() if p.grad is not None]
-        if not grads:  # every rank is at the same step, so all skip together (e.g. during a component's warm-up)
+        if not grads:  # every rank is at the same step, so all skip together (e.g. a component with weight 0)
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch.distributed.all_reduce(flat)
@@ -223,11 +273,25 @@ class TransferTrainer(Trainer):
         detached = term.detach().float()
         self._term_totals[name] = self._term_totals.get(name, 0) + detached
 
+    def _run_epoch(self, *args, **kwargs):
+        """Each epoch's augmentation is keyed to (seed, epoch, example), independent of the global random state: set
+        before the epoch's loader iterator (and its workers) start. See hftransfer.data.vision.ImageBatchTransform.
+        Loss terms are averaged from the first step this train() call runs (the resumed step after a resume)."""
+        from .data.vision import set_augmentation_epoch
+
+        if getattr(self, "_terms_logged_at", None) is None:
+            self._terms_logged_at = self.state.global_step
+        loader = kwargs.get("train_dataloader")
+        dataset = getattr(loader, "dataset", None) or self.train_dataset
+        if "epoch" in kwargs and dataset is not None:
+            set_augmentation_epoch(dataset, self.args.seed, kwargs["epoch"])
+        return super()._run_epoch(*args, **kwargs)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
             self._add_throughput(logs)
         if self._term_totals and "loss" in logs:
-            steps = max(1, self.state.global_step - getattr(self, "_terms_logged_at", 0))
+            steps = max(1, self.state.global_step - (getattr(self, "_terms_logged_at", None) or 0))
             for name, total in self._term_totals.items():
                 logs[f"loss_{name}"] = round(float(total) / steps / self.args.gradient_accumulation_steps, 6)
             self._term_totals = {}
@@ -247,24 +311,96 @@ class TransferTrainer(Trainer):
     # ---- saving ----
 
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        """Trainer's checkpoint, then this tool's own files, then the manifest marking it complete (written last, so a
+        kill or a full disk mid-save leaves a checkpoint `--resume_from_checkpoint last` skips), and only then are
+        older checkpoints rotated out."""
+        import shutil
+
+        from transformers.trainer_utils import rotate_checkpoints
+
+        from .checkpoints import write_checkpoint_manifest
+
+        run_dir = self._get_output_dir(trial)
+        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        if self.args.should_save and os.path.isdir(folder):
+            shutil.rmtree(folder)  # a killed run's leftover at this step: never mixed into the new checkpoint
+        self.accelerator.wait_for_everyone()
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None  # Trainer rotates before this tool's files exist: rotated below instead
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()  # every process has written its RNG state
         if not self.args.should_save:
             return
-        folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
         if len(self.loss_components):
             from safetensors.torch import save_file
 
             state = {k: v.detach().cpu().contiguous() for k, v in self.loss_components.state_dict().items()}
             save_file(state, os.path.join(folder, self.COMPONENTS_CHECKPOINT))
+        buffers = _peft_buffers(self.accelerator.unwrap_model(self.model))
+        if buffers:  # a LoRA checkpoint holds the adapter only: the base model's moving statistics go here
+            from safetensors.torch import save_file
+
+            save_file({k: v.detach().cpu().contiguous() for k, v in buffers.items()},
+                      os.path.join(folder, self.BUFFERS_CHECKPOINT))
+        if self.strategy is not None:
+            record = {"strategy": self.strategy.state_dict()}
+            with open(os.path.join(folder, self.STATE_CHECKPOINT), "w", encoding="utf-8") as file:
+                file.write(json.dumps(record, indent=1) + "\n")
         home_free_trainer_state(os.path.join(folder, "trainer_state.json"))
+        write_checkpoint_manifest(folder)
+        rotate_checkpoints(output_dir=run_dir, save_total_limit=limit,
+                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, self.COMPONENTS_CHECKPOINT)
-        if len(self.loss_components) and os.path.isfile(path):
+        components = self.loss_components.state_dict() if len(self.loss_components) else {}
+        if components:  # discriminators and other component state: never silently restarted from scratch
             from safetensors.torch import load_file
 
-            self.loss_components.load_state_dict(load_file(path, device=str(self.args.device)))
+            path = os.path.join(resume_from_checkpoint, self.COMPONENTS_CHECKPOINT)
+            names = ", ".join(c.name for c in self.loss_components)
+            if not os.path.isfile(path):
+                raise ConfigError(
+                    f"checkpoint {str(resume_from_checkpoint)!r} has no {self.COMPONENTS_CHECKPOINT}, so the state of "
+                    f"{names} would restart untrained; resume from a checkpoint of a run with the same method, or "
+                    "start afresh without --resume_from_checkpoint"
+                )
+            saved = load_file(path, device=str(self.args.device))
+            if set(saved) != set(components):
+                raise ConfigError(
+                    f"checkpoint {str(resume_from_checkpoint)!r} holds loss-component state that does not match "
+                    f"{names}; resume with the method and options of the run that wrote it"
+                )
+            self.loss_components.load_state_dict(saved)
+        self._load_peft_buffers(resume_from_checkpoint, model)
+        state_path = os.path.join(resume_from_checkpoint, self.STATE_CHECKPOINT)
+        if self.strategy is not None and os.path.isfile(state_path):
+            with open(state_path, encoding="utf-8") as file:
+                self.strategy.load_state_dict(json.load(file).get("strategy", {}))
+
+    def _load_peft_buffers(self, checkpoint: str, model=None) -> None:
+        buffers = _peft_buffers(self.accelerator.unwrap_model(model if model is not None else self.model))
+        if not buffers:
+            return
+        path = os.path.join(checkpoint, self.BUFFERS_CHECKPOINT)
+        if not os.path.isfile(path):
+            import sys
+
+            print(f"warning: checkpoint {str(checkpoint)!r} has no {self.BUFFERS_CHECKPOINT}: the base model's "
+                  "BatchNorm running statistics restart from the pretrained ones", file=sys.stderr, flush=True)
+            return
+        from safetensors.torch import load_file
+
+        saved = load_file(path)
+        if set(saved) != set(buffers):
+            raise ConfigError(f"checkpoint {str(checkpoint)!r} holds model buffers that do not match this model's; "
+                              "resume with the model and --strategy of the run that wrote it")
+        with torch.no_grad():
+            for name, tensor in saved.items():
+                buffers[name].copy_(tensor)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The final save: a plain model folder (LoRA merged) plus the strategy record; checkpoints stay raw."""
@@ -291,6 +427,10 @@ class TransferTrainer(Trainer):
             super()._save(output_dir, state_dict)
         if self.args.should_save and is_timm_wrapper(model) and not _is_peft(model):
             fix_timm_config(output_dir)
+        if self.args.should_save and _is_peft(model):  # a LoRA checkpoint: peft names the base model's local path
+            from .redact import public_adapter_files
+
+            public_adapter_files(output_dir)
 
 
     # ---- Hub: recipes push once, after the card is written (hftransfer.hub.push_run); Trainer's pushes are off ----
@@ -342,5 +482,64 @@ def home_free_trainer_state(path: str) -> None:
         file.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    """LengthGroupedSampler whose order for each epoch is drawn from (seed, epoch), like SeedableRandomSampler;
+    Trainer sets the epoch (`set_epoch`) before each epoch, also through accelerate's skip-batches loader."""
+
+    def __init__(self, batch_size: int, *, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def _peft_buffers(model) -> dict[str, torch.Tensor]:
+    """A peft model's persistent buffers (BatchNorm running statistics), which its adapter checkpoints leave out."""
+    if not _is_peft(model):
+        return {}
+    names = {name for name, _ in model.named_buffers()}
+    return {k: v for k, v in model.state_dict(keep_vars=True).items() if k in names}
+
+
+@contextlib.contextmanager
+def _random_state_kept(device: torch.device):
+    """Restore the torch (CPU and this process's GPU), python and numpy random states on the way out."""
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices, device_type="cuda"):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+class _ZeroComponentGradients(TrainerCallback):
+    """Trainer zeroes the model's gradients only (`model.zero_grad()` at train start and after every optimizer step);
+    the loss components' parameters (discriminators) live outside the model, so their gradients are cleared here at
+    the same two points: once per optimizer step, whatever the gradient accumulation."""
+
+    def __init__(self, trainer: "TransferTrainer"):
+        self.trainer = trainer
+
+    def _zero(self) -> None:
+        self.trainer.loss_components.zero_grad(set_to_none=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._zero()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self._zero()

@@ -74,6 +74,8 @@ class TransferTrainingArguments(TrainingArguments):
             # Accelerate only sets up CPU DDP (gloo) when told it is on CPU: torchrun on a CPU-only machine would
             # otherwise train N unsynchronised copies
             self.use_cpu = True
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
+            self.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every loader start
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
         if self.push_to_hub and not self.hub_model_id:  # checked before training, not after it

@@ -104,6 +104,7 @@ def interpolate(
     max_eval_samples: int | None = None,
     seed: int = 42,
     trust_remote_code: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate theta(alpha) for each alpha on each eval dataset's test split; save the chosen alpha.
 
@@ -124,6 +125,10 @@ def interpolate(
         raise ConfigError("pass at least one dataset to evaluate on, e.g. --eval mnist5k")
     if output_dir is not None and Path(output_dir).resolve() == Path(finetuned).expanduser().resolve():
         raise ConfigError("--output_dir is the fine-tuned model's folder; choose another folder for the chosen model")
+    if output_dir is not None:
+        from .outputs import check_output_folder
+
+        check_output_folder(Path(output_dir), overwrite=overwrite, resume=None)  # before any model is loaded
     select_on = select_on or eval_datasets[0]
     if select_on not in eval_datasets:
         raise ConfigError(f"--select-on {select_on!r} must be one of the --eval datasets ({', '.join(eval_datasets)})")
@@ -182,17 +187,19 @@ def interpolate(
     }
     print(format_interpolation_table(result))
     if output_dir is not None:
-        out = Path(output_dir)
-        ft.model.load_state_dict(interpolate_state_dicts(pretrained_sd, finetuned_sd, best["alpha"], finetuned_keys=head_keys))
         from .models.saving import save_classifier
+        from .outputs import staged_output
 
-        save_classifier(ft.model, ft.processor, out)
-        test = best["test"][select_on]
-        (out / "test_results.json").write_text(json.dumps(
-            {**{f"test_{k}": v for k, v in test.items()}, "interpolation_alpha": best["alpha"]}, indent=4
-        ) + "\n")
-        (out / "interpolation.json").write_text(json.dumps(result, indent=2) + "\n")
-        plot_interpolation(result, out / "interpolation.png")
+        ft.model.load_state_dict(interpolate_state_dicts(pretrained_sd, finetuned_sd, best["alpha"], finetuned_keys=head_keys))
+        with staged_output(output_dir, overwrite=overwrite) as staged:
+            out = staged.partial
+            save_classifier(ft.model, ft.processor, out)
+            test = best["test"][select_on]
+            (out / "test_results.json").write_text(json.dumps(
+                {**{f"test_{k}": v for k, v in test.items()}, "interpolation_alpha": best["alpha"]}, indent=4
+            ) + "\n")
+            (out / "interpolation.json").write_text(json.dumps(result, indent=2) + "\n")
+            plot_interpolation(result, out / "interpolation.png")
     return result
 
 

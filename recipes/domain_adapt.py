@@ -38,7 +38,7 @@ def main(argv=None):
     from hftransfer.data import PairedCollator, PairedDataset, base_collator, load_domains, prepare_splits
     from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier, model_modality
-    from hftransfer.outputs import recipe_output_dir, resolve_resume
+    from hftransfer.outputs import recipe_output_dir
     from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
@@ -47,7 +47,7 @@ def main(argv=None):
         (ModelArguments, DomainDataArguments, AdaptationArguments, StrategyArguments, TransferTrainingArguments),
         DEFAULTS, argv,
     )
-    with recipe_output_dir(training_args):
+    with recipe_output_dir(training_args) as output:
         modality = model_modality(model_args.model, model_args.trust_remote_code)
         source, target = load_domains(data_args, adapt_args, modality, seed=training_args.seed)
         components = components_from_args(adapt_args)
@@ -70,7 +70,7 @@ def main(argv=None):
             data_collator=PairedCollator(collate, with_target=any(c.needs_target for c in components)),
             strategy=build_strategy(strategy_args), loss_components=components,
         )
-        train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args))
+        train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
         trainer.save_metrics("test", trainer.evaluate(source_splits["test"], metric_key_prefix="test"))

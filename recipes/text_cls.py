@@ -35,7 +35,7 @@ def main(argv=None):
     from hftransfer.data import load_data_from_args, prepare_text_splits, text_collator
     from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier
-    from hftransfer.outputs import recipe_output_dir, resolve_resume
+    from hftransfer.outputs import recipe_output_dir
     from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
@@ -43,7 +43,7 @@ def main(argv=None):
     model_args, data_args, strategy_args, regularizer_args, training_args = parse_recipe_args(
         (ModelArguments, TextDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments), DEFAULTS, argv
     )
-    with recipe_output_dir(training_args):
+    with recipe_output_dir(training_args) as output:
         data = load_data_from_args(data_args, "text", seed=training_args.seed)
         set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
         loaded = load_classifier(
@@ -58,7 +58,7 @@ def main(argv=None):
             strategy=build_strategy(strategy_args), loss_components=components_from_args(regularizer_args),
             data_collator=text_collator(loaded.processor, on_gpu=torch.cuda.is_available()),
         )
-        train_result = trainer.train(resume_from_checkpoint=resolve_resume(training_args))
+        train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
         trainer.save_metrics("test", trainer.evaluate(splits["test"], metric_key_prefix="test"))

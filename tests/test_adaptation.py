@@ -158,7 +158,7 @@ def test_component_forward_backward_under_bf16_autocast(name):
         assert features.grad is None or features.grad.abs().sum() == 0
 
 
-@pytest.mark.parametrize("name", LOSS_COMPONENTS.names())
+@pytest.mark.parametrize("name", [n for n in LOSS_COMPONENTS.names() if LOSS_COMPONENTS.get(n).warmup_ramps_term])
 def test_component_weight_and_warmup(name):
     model, component = _build_and_setup(name, weight=2.0, warmup=0.5)
     target = component.needs_target
@@ -173,6 +173,28 @@ def test_component_weight_and_warmup(name):
     _, zero_weight = _build_and_setup(name, weight=0.0)
     ctx, *_ = make_context(model, progress=1.0, with_target=target)
     assert value(zero_weight(ctx)) == 0.0
+
+
+@pytest.mark.parametrize("name", [n for n in LOSS_COMPONENTS.names() if not LOSS_COMPONENTS.get(n).warmup_ramps_term])
+def test_warmup_ramps_what_reaches_the_model_while_the_discriminator_learns_at_full_weight(name):
+    """DANN, CDAN (the reversed gradient) and instance weighting (the source weights, tested below): the warm-up acts
+    on the model's side only; the discriminator's or domain classifier's own loss has its full weight from step 0."""
+    for progress, factor in ((0.0, 0.0), (0.25, 0.5), (0.9, 1.0)):
+        seen = {}
+        for warmup in (0.0, 0.5):
+            model, component = _build_and_setup(name, weight=2.0, warmup=warmup)
+            ctx, features, _ = make_context(model, progress=progress)
+            term = component(ctx)
+            term.backward()
+            reached = features.grad if features.grad is not None else torch.zeros_like(features)
+            seen[warmup] = value(term), reached, [p.grad.clone() for p in component.parameters()]
+        (term_full, features_full, own_full), (term_warm, features_warm, own_warm) = seen[0.0], seen[0.5]
+        assert term_warm == pytest.approx(term_full, rel=1e-6) and term_full > 0
+        assert all(g.abs().sum() > 0 for g in own_warm[:1])  # the first layer of the discriminator learns
+        assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(own_warm, own_full))
+        assert torch.allclose(features_warm, factor * features_full, atol=1e-7)
+        if name != "instance_weighting" and progress > 0:
+            assert features_full.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", [n for n in LOSS_COMPONENTS.names() if LOSS_COMPONENTS.get(n).needs_target])

@@ -174,9 +174,10 @@ def test_torchrun_two_processes_dann_ranks_identical(tiny_timm_dir, tmp_path):
 def test_component_learning_rate_scale(domain_recipe, tiny_timm_dir, tmp_path):
     trainer = domain_recipe.main(tiny_da_args(tiny_timm_dir, tmp_path / "out", "--method", "dann",
                                               "--method_options", "lr_scale=10,hidden_dim=32"))
-    [group] = [g for g in trainer.optimizer.param_groups if g.get("name") == "dann"]
-    assert group["initial_lr"] == pytest.approx(10 * trainer.args.learning_rate)
-    assert {id(p) for p in group["params"]} == {id(p) for p in trainer.loss_components.parameters()}
+    groups = [g for g in trainer.optimizer.param_groups if g.get("name", "").split("/")[0] == "dann"]
+    assert [g["name"] for g in groups] == ["dann/decay", "dann/no_decay"]
+    assert all(g["initial_lr"] == pytest.approx(10 * trainer.args.learning_rate) for g in groups)
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in trainer.loss_components.parameters()}
     assert trainer.loss_components[0].discriminator[0].out_features == 32
 
 
@@ -198,7 +199,233 @@ def test_component_options_are_typed_by_their_defaults():
     assert parse_options("dann", "hidden_dim=64,schedule=false,lr_scale=10") == {
         "hidden_dim": 64, "schedule": False, "lr_scale": 10.0}
     assert parse_options("mmd", "multipliers=0.5;1;2") == {"multipliers": (0.5, 1.0, 2.0)}
-    with pytest.raises(HFTransferError, match="cannot read 'many' as a int"):
+    with pytest.raises(HFTransferError, match="cannot read 'many' as an integer"):
         parse_options("dann", "hidden_dim=many")
     with pytest.raises(HFTransferError, match="bad option 'gamma'"):
         parse_options("dann", "gamma")
+
+
+@pytest.mark.parametrize("raw, expected", [("false", False), ("False", False), ("no", False), ("0", False),
+                                           ("true", True), ("YES", True), ("1", True), ("none", None)])
+def test_optional_boolean_option_parses_as_a_boolean(raw, expected):
+    """CDAN's `randomized` defaults to None (automatic): 'false' used to pass through as the truthy string 'false'."""
+    from hftransfer.adaptation import build_component, parse_options
+
+    options = parse_options("cdan", f"randomized={raw}")
+    assert options == {"randomized": expected} and type(options["randomized"]) is type(expected)
+    cdan = build_component("cdan", max_dim=10, **options)  # 8 x 3 > max_dim: automatic means the random map
+    cdan.setup(None, feature_dim=8, num_classes=3)
+    assert cdan.use_random_map is (True if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("cdan", "randomized=maybe", "cdan option randomized: cannot read 'maybe' as a boolean; use true or false"),
+        ("dann", "hidden_dim=6.5", "dann option hidden_dim: cannot read '6.5' as an integer; use a whole number"),
+        ("dann", "gamma=fast", "dann option gamma: cannot read 'fast' as a number; use a number such as 0.5"),
+        ("mmd", "multipliers=1;two", "mmd option multipliers: cannot read '1;two' as numbers"),
+        ("dann", "hidden=3", "bad option 'hidden=3' for dann: no option 'hidden'; use one of "),
+        ("dann", "gamma", "bad option 'gamma' for dann: not key=value; write it as key=value"),
+        ("dann", "weight=2", "bad option 'weight=2' for dann: set by --method_weight; pass --method_weight instead"),
+        ("dann", "warmup=0.1", "bad option 'warmup=0.1' for dann: set by --method_warmup; pass --method_warmup"),
+    ],
+)
+def test_bad_component_option_is_a_one_line_config_error(name, text, message):
+    from types import SimpleNamespace
+
+    from hftransfer.adaptation import components_from_args
+    from hftransfer.errors import ConfigError
+
+    args = SimpleNamespace(method=name, method_options=text, method_weight=1.0, method_warmup=0.0,
+                           regularizer=None, regularizer_options=None, regularizer_weight=1.0)
+    with pytest.raises(ConfigError) as error:
+        components_from_args(args)
+    text = str(error.value)
+    assert text.startswith(message) and "\n" not in text and "; " in text
+
+
+# ---------------------------------------------------------------- component gradients, clipping, weight decay
+
+IN, FEATURES, CLASSES, ROWS = 6, 8, 3, 8  # ROWS source rows (and as many target rows) per batch
+
+
+def tiny_classifier(seed: int = 0):
+    """Features -> logits, without BatchNorm or dropout: the rows of a batch never interact."""
+    import torch
+    from torch import nn
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Linear(IN, FEATURES), nn.LayerNorm(FEATURES), nn.Tanh())
+            self.classifier = nn.Linear(FEATURES, CLASSES)
+
+        def forward(self, x):
+            return SequenceClassifierOutput(logits=self.classifier(self.backbone(x)))
+
+    torch.manual_seed(seed)
+    return Net()
+
+
+def paired_batches(steps: int, rows: int = ROWS, seed: int = 1) -> list[dict]:
+    """Each item is one whole paired batch: `rows` source rows, then `rows` shifted target rows; source labels only."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(steps):
+        source, target = torch.randn(rows, IN, generator=g), torch.randn(rows, IN, generator=g) + 1.5
+        batches.append({"x": torch.cat([source, target]), "labels": torch.randint(0, CLASSES, (rows,), generator=g)})
+    return batches
+
+
+def merged(first: dict, second: dict) -> dict:
+    """Two paired batches as one twice as large: both source halves, then both target halves."""
+    import torch
+
+    rows = len(first["labels"])
+    return {"x": torch.cat([first["x"][:rows], second["x"][:rows], first["x"][rows:], second["x"][rows:]]),
+            "labels": torch.cat([first["labels"], second["labels"]])}
+
+
+def component_trainer(tmp_path, batches, method="dann", accumulation=1, callbacks=(), **options):
+    """The real TransferTrainer, fed `batches` in order, one optimizer step per `accumulation` items."""
+    import torch
+
+    from hftransfer.adaptation import build_component
+    from hftransfer.trainer import TransferTrainer
+    from hftransfer.training_args import TransferTrainingArguments
+
+    class InOrder(TransferTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return torch.utils.data.SequentialSampler(self.train_dataset if train_dataset is None else train_dataset)
+
+    args = TransferTrainingArguments(
+        output_dir=str(tmp_path), max_steps=len(batches) // accumulation, per_device_train_batch_size=1,
+        gradient_accumulation_steps=accumulation, learning_rate=1e-2, lr_scheduler_type="constant", warmup_steps=0,
+        weight_decay=0.1, max_grad_norm=0.05, optim="adamw_torch", eval_strategy="no", save_strategy="no",
+        load_best_model_at_end=False, dataloader_num_workers=0, logging_steps=1, report_to="none", disable_tqdm=True,
+        use_cpu=True, seed=0,
+    )
+    torch.manual_seed(0)  # the discriminator's initial weights
+    component = build_component(method, hidden_dim=16, **options)
+    return InOrder(model=tiny_classifier(), args=args, train_dataset=batches, data_collator=lambda items: items[0],
+                   loss_components=[component], callbacks=list(callbacks))
+
+
+def _linear_weights(module) -> set[str]:
+    from torch import nn
+
+    return {f"{name}.weight" for name, m in module.named_modules() if isinstance(m, nn.Linear)}
+
+
+def hand_written_steps(model, component, batches, lr=1e-2, weight_decay=0.1, max_norm=0.05):
+    """What the trainer should do: every gradient zeroed before each step; AdamW with no decay on biases and norm
+    weights; the model's gradient and the discriminator's clipped each to max_norm; constant learning rate."""
+    import torch
+
+    from hftransfer.adaptation import AdaptationContext
+
+    groups = []
+    for module in (model, component):
+        decay = _linear_weights(module)
+        named = list(module.named_parameters())
+        groups += [{"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
+                   {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    for step, batch in enumerate(batches):
+        optimizer.zero_grad(set_to_none=True)
+        features = model.backbone(batch["x"])
+        logits = model.classifier(features)
+        labels, rows = batch["labels"], len(batch["labels"])
+        context = AdaptationContext(features_source=features[:rows], features_target=features[rows:],
+                                    logits_source=logits[:rows], logits_target=logits[rows:], labels_source=labels,
+                                    progress=step / len(batches), model=model)
+        loss = torch.nn.functional.cross_entropy(logits[:rows], labels) + component(context)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        torch.nn.utils.clip_grad_norm_(component.parameters(), max_norm)
+        optimizer.step()
+
+
+def assert_same_weights(first, second, atol=1e-6):
+    import torch
+
+    a, b = first.state_dict(), second.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=atol, rtol=1e-5), (key, (a[key] - b[key]).abs())
+
+
+@pytest.mark.parametrize("method", ["dann", "cdan"])
+def test_trainer_steps_match_a_loop_that_zeroes_every_gradient(tmp_path, method):
+    """Discriminator gradients used to accumulate over every step (Trainer zeroes the model's only): at step t the
+    discriminator moved by the sum of all its gradients so far."""
+    import copy
+
+    batches = paired_batches(3)
+    trainer = component_trainer(tmp_path, batches, method, schedule=False)  # the reversal at full strength at once
+    model, component = copy.deepcopy(trainer.model), copy.deepcopy(trainer.loss_components[0])
+    trainer.train()
+    hand_written_steps(model, component, batches)
+    assert_same_weights(trainer.loss_components[0], component)
+    assert_same_weights(trainer.model, model)
+
+
+def test_component_optimizer_groups_leave_biases_and_norm_weights_undecayed(tmp_path):
+    trainer = component_trainer(tmp_path, paired_batches(1))
+    trainer.create_optimizer()
+    component = trainer.loss_components[0]
+    names = {id(p): n for n, p in component.named_parameters()}
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups if g["name"].startswith("dann")}
+    assert set(groups) == {"dann/decay", "dann/no_decay"}
+    assert {names[id(p)] for p in groups["dann/decay"]["params"]} == _linear_weights(component)
+    no_decay = {names[id(p)] for p in groups["dann/no_decay"]["params"]}
+    assert "discriminator.1.weight" in no_decay and "discriminator.0.bias" in no_decay  # BatchNorm1d weight, a bias
+    assert groups["dann/decay"]["weight_decay"] == 0.1 and groups["dann/no_decay"]["weight_decay"] == 0.0
+
+
+def test_gradient_accumulation_matches_a_batch_twice_as_large(tmp_path):
+    """Component gradients are zeroed once per optimizer step, not per micro-batch (no BatchNorm: rows independent)."""
+    batches = paired_batches(4)
+    accumulated = component_trainer(tmp_path / "ga", batches, accumulation=2, batch_norm=False)
+    whole = component_trainer(tmp_path / "whole", [merged(batches[0], batches[1]), merged(batches[2], batches[3])],
+                              batch_norm=False)
+    accumulated.train()
+    whole.train()
+    assert accumulated.state.global_step == whole.state.global_step == 2
+    assert_same_weights(accumulated.loss_components[0], whole.loss_components[0], atol=1e-5)
+    assert_same_weights(accumulated.model, whole.model, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["dann", "cdan", "instance_weighting"])
+def test_discriminator_learns_from_step_one_during_warmup(tmp_path, method):
+    """--method_warmup ramps what reaches the model; the discriminator trains at full weight from the first step."""
+    import copy
+
+    import torch
+    from transformers import TrainerCallback
+
+    class Record(TrainerCallback):
+        def __init__(self):
+            self.after = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.after.append(copy.deepcopy(trainer.loss_components[0].state_dict()))
+
+    batches = paired_batches(2)
+    record = Record()
+    options = {} if method == "instance_weighting" else {"schedule": False}  # reversal: only the warm-up ramps it
+    trainer = component_trainer(tmp_path / "warm", batches, method, callbacks=[record], warmup=0.5, **options)
+    start = copy.deepcopy(trainer.loss_components[0].state_dict())
+    trainer.train()
+    assert any(not torch.equal(start[k], record.after[0][k]) for k in start), "the discriminator did not move at step 1"
+    # while the warm-up factor is 0 the model trains exactly as without the component
+    plain = component_trainer(tmp_path / "plain", batches[:1], method, weight=0.0, **options)
+    warm_one = component_trainer(tmp_path / "warm1", batches[:1], method, warmup=0.5, **options)
+    plain.train()
+    warm_one.train()
+    assert_same_weights(warm_one.model, plain.model, atol=0)
+

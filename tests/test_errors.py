@@ -110,7 +110,7 @@ def test_finished_output_dir_is_not_overwritten(image_recipe, tiny_timm_dir, tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "test_results.json").write_text("{}")
-    with pytest.raises(HFTransferError, match="already holds a run"):
+    with pytest.raises(HFTransferError, match="holds 1 file.s. hftransfer did not write"):
         image_recipe.main(tiny_image_args(tiny_timm_dir, out))
     assert (out / "test_results.json").read_text() == "{}"
 

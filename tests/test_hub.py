@@ -306,3 +306,164 @@ def test_push_to_hub_without_repo_id_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match="--hub_model_id"):
         _recipe("text").main(["--output_dir", str(tmp_path / "run"), "--push_to_hub", "true"])
     assert not (tmp_path / "run").exists()
+
+
+# ---- what a push publishes: hftransfer's own files only, from the main process only ------------------------------
+
+HOST = "tb-host-7f3a9"  # socket.gethostname() while a test runs: distinct enough to find in any byte string
+PUBLISHED_LORA_RUN = {  # a finished text run with --strategy lora, tokenizer files aside
+    "README.md", "card_inputs.json", "training_curves.png", "training_args.json", "transfer_strategy.json",
+    "config.json", "model.safetensors", "train_results.json", "eval_results.json", "test_results.json",
+    "all_results.json", "adapter/README.md", "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
+}
+TOKENIZER_FILES = ("tokenizer", "vocab", "special_tokens_map", "added_tokens", "merges")
+
+
+def _drop_foreign_files(out: Path) -> None:
+    """What a folder may hold besides the run: notes, TensorBoard logs (named after the host), a stray checkpoint."""
+    (out / "notes.txt").write_text(f"my notes, {os.path.expanduser('~')}\n")
+    logs = out / "runs" / f"Jan01_12-00-00_{HOST}"
+    logs.mkdir(parents=True)
+    (logs / f"events.out.tfevents.1700000000.{HOST}.123.0").write_bytes(b"tensorboard " + HOST.encode())
+    (out / "checkpoint-2").mkdir(exist_ok=True)
+    shutil.copy(out / "model.safetensors", out / "checkpoint-2" / "model.safetensors")
+    (out / "checkpoint-2" / "my_state.json").write_text(json.dumps({"best_model_checkpoint": str(out)}))
+    (out / "merges.txt").write_text("a user's file under a name the allow-list has; not in the run's manifest\n")
+
+
+def test_push_publishes_only_what_hftransfer_wrote(loopback_hub, tmp_path, monkeypatch, capsys):
+    """A LoRA run (base model outside HOME, output inside it), pushed by the recipe and again, with foreign files
+    dropped in, by `hftransfer push`: both commits hold the allow-list only, and no path, token or host name."""
+    import socket
+
+    hub = loopback_hub
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(socket, "gethostname", lambda: HOST)
+    base = _tiny_base_model("text", tmp_path / "models" / "tiny-text")  # outside HOME: an absolute path all the same
+    out = home / "runs" / "lora"
+    _recipe("text").main([
+        "--model", str(base), "--output_dir", str(out), *RECIPE_ARGS["text"], "--strategy", "lora",
+        "--push_to_hub", "true", "--hub_model_id", "org/lora", "--hub_token", DEFAULT_TOKEN,
+    ])
+    assert (out / "training_args.bin").is_file() and (out / "training_args.json").is_file()  # both local
+    tokenizer = {p.name for p in out.iterdir() if p.name.startswith(TOKENIZER_FILES)}
+    assert "tokenizer_config.json" in tokenizer
+    expected = PUBLISHED_LORA_RUN | tokenizer
+
+    for path in (p for p in out.rglob("*") if p.is_file()):  # locally, checkpoints too: no home, token or host name
+        data = path.read_bytes()
+        for leak in (str(home), DEFAULT_TOKEN, HOST):
+            assert leak.encode() not in data, (path, leak)
+
+    _drop_foreign_files(out)
+    capsys.readouterr()
+    assert cli(["push", str(out), "--repo-id", "org/lora-cli", "--token", DEFAULT_TOKEN]) == 0
+    assert capsys.readouterr().out.strip() == hub.commits[-1].url
+    assert [c.repo_id for c in hub.commits] == ["org/lora", "org/lora-cli"]
+
+    for repo_id in ("org/lora", "org/lora-cli"):
+        pushed = hub.repo_files(repo_id)
+        assert set(pushed) - {".gitattributes"} == expected, repo_id
+        for name, data in pushed.items():
+            for leak in (str(tmp_path), DEFAULT_TOKEN, HOST):  # tmp_path: HOME, and the base model's folder
+                assert leak.encode() not in data and leak not in name, (repo_id, name, leak)
+
+    pushed = hub.repo_files("org/lora")
+    adapter_card = ModelCard(pushed["adapter/README.md"].decode())
+    assert "base_model" not in adapter_card.data.to_dict()  # a local base: no `base_model` the Hub would reject
+    assert not [t for t in adapter_card.data.tags or [] if t.startswith("base_model:")]
+    assert json.loads(pushed["adapter/adapter_config.json"])["base_model_name_or_path"] == "tiny-text"
+    checkpoint_card = next(out.glob("checkpoint-*/README.md"), None)  # peft's card in a LoRA checkpoint: local only
+    assert checkpoint_card is None or str(tmp_path) not in checkpoint_card.read_text()
+
+    args = json.loads(pushed["training_args.json"])
+    assert args["output_dir"] == "." and args["hub_token"] is None and args["hub_model_id"] == "org/lora"
+    assert args["learning_rate"] == 5e-5 and args["push_to_hub"] is True
+
+
+def test_training_args_json_paths_are_relative_or_base_names(tmp_path, monkeypatch):
+    import socket
+
+    from hftransfer.hub import write_training_args
+    from hftransfer.training_args import TransferTrainingArguments
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(socket, "gethostname", lambda: HOST)
+    out = tmp_path / "home" / "runs" / "x"
+    args = TransferTrainingArguments(
+        output_dir=str(out), resume_from_checkpoint=str(out / "checkpoint-4"), hub_token="hf_secret_123",
+        run_name=str(tmp_path / "elsewhere" / "runs" / f"Jan01_12-00-00_{HOST}"), report_to="none",
+    )
+    text = write_training_args(out, args).read_text()
+    record = json.loads(text)
+    assert record["output_dir"] == "." and record["resume_from_checkpoint"] == "checkpoint-4"
+    assert record["run_name"] == "Jan01_12-00-00_<host>" and record["hub_token"] is None
+    for leak in (str(tmp_path), "hf_secret_123", HOST):
+        assert leak not in text
+
+
+def test_push_makes_older_records_public(loopback_hub, tmp_path, monkeypatch):
+    """hftransfer's own records in a folder written before (or by `hftransfer interpolate`, which records its
+    arguments) are pushed without absolute paths, home folder or token; the local files stay as they are."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "home" / "interp"
+    (out / "adapter").mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    (out / "interpolation.json").write_text(json.dumps({
+        "pretrained": str(tmp_path / "models" / "base"), "finetuned": str(out.parent / "ft"), "alphas": [0.5, 1.0],
+        "eval_datasets": ["digits", "org/ds"],
+    }))
+    (out / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "~/models/base"}))
+    (out / "README.md").write_text(f"token {DEFAULT_TOKEN} in {out}\n")
+    before = _snapshot(out)
+
+    push_output(out, "org/old", token=DEFAULT_TOKEN)
+    pushed = loopback_hub.repo_files("org/old")
+    assert set(pushed) - {".gitattributes"} == {"config.json", "interpolation.json", "adapter/adapter_config.json",
+                                                "README.md"}
+    record = json.loads(pushed["interpolation.json"])
+    assert (record["pretrained"], record["finetuned"], record["eval_datasets"]) == ("base", "ft", ["digits", "org/ds"])
+    assert json.loads(pushed["adapter/adapter_config.json"])["base_model_name_or_path"] == "base"
+    for name, data in pushed.items():
+        assert str(tmp_path).encode() not in data and DEFAULT_TOKEN.encode() not in data, name
+    assert _snapshot(out) == before
+
+
+@pytest.mark.timeout(600)
+def test_only_world_process_zero_pushes_even_saving_on_each_node(loopback_hub, tiny_bert_dir, tmp_path, monkeypatch):
+    """Two torchrun "nodes" of one process each (gloo, CPU) with --save_on_each_node, each with its own output
+    folder: every node's main process saves, and only global rank 0 pushes (transformers' rule for Trainer's own
+    pushes: `is_world_process_zero()`, i.e. args.process_index == 0)."""
+    import socket
+    import subprocess
+
+    from conftest import HELPERS, tiny_text_args
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = []
+    for rank in (0, 1):
+        args = tiny_text_args(
+            tiny_bert_dir, tmp_path / f"node{rank}", "--max_train_samples", "64", "--save_strategy", "no",
+            "--load_best_model_at_end", "false", "--save_on_each_node", "true", "--report_to", "none",
+            "--push_to_hub", "true", "--hub_model_id", "org/ddp", "--hub_token", DEFAULT_TOKEN,
+        )
+        command = ["torchrun", "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1",
+                   "--master_addr", "127.0.0.1", "--master_port", str(port),
+                   str(HELPERS / "ddp_digest.py"), "text_cls", str(tmp_path / "digests"), "--", *args]
+        nodes.append(subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    outputs = [node.communicate(timeout=540)[0] for node in nodes]
+    for rank, node in enumerate(nodes):
+        assert node.returncode == 0, f"node {rank}:\n" + outputs[rank][-5000:]
+
+    # node 1 saved too (its card, training_args.json; transformers >= 5 writes the weights on global rank 0 only)
+    assert (tmp_path / "node1" / "training_args.json").is_file()
+    assert [c.repo_id for c in loopback_hub.commits] == ["org/ddp"]
+    pushed = loopback_hub.repo_files("org/ddp")
+    assert pushed["model.safetensors"] == (tmp_path / "node0" / "model.safetensors").read_bytes()
+    assert "pushed" in outputs[0] and "pushed" not in outputs[1]

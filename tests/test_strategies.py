@@ -198,6 +198,8 @@ def test_gradual_resume_mid_schedule_equals_uninterrupted_run(tiny_timm_dir, tmp
     expected, actual = snapshot(uninterrupted.model), snapshot(resumed.model)
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
-    # the resumed run starts in the phase of step 3 (head + one group): nothing re-frozen
+    # the resumed run continues in the phase of step 3 (head + one group): nothing re-frozen, no phase added at the
+    # resumed step, and the phases before the checkpoint come back from it (the record and the model card list them)
     groups = [g.name for g in resumed.strategy.groups]
-    assert resumed.strategy.phases[0].start_step == 3 and resumed.strategy.phases[0].trainable == groups[-2:]
+    assert resumed.strategy.phases == uninterrupted.strategy.phases
+    assert [(p.start_step, p.trainable) for p in resumed.strategy.phases[:2]] == [(0, groups[-1:]), (2, groups[-2:])]

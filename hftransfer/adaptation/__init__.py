@@ -6,7 +6,10 @@ num_classes)`` once, then ``component(AdaptationContext(...))`` every step for i
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import types
+import typing
 from typing import Any
 
 from hftransfer.errors import ConfigError
@@ -39,41 +42,83 @@ def build_component(name: str, **kwargs: Any) -> LossComponent:
     return cls(**kwargs)
 
 
-def parse_options(name: str, text: str | None) -> dict[str, Any]:
-    """'alpha=0.01,schedule=false' -> {'alpha': 0.01, 'schedule': False}, typed by the component's defaults.
+def parse_options(name: str, text: str | None, reserved: dict[str, str] | None = None) -> dict[str, Any]:
+    """'alpha=0.01,schedule=false' -> {'alpha': 0.01, 'schedule': False}, typed by the component's signature.
 
-    A list-valued option takes its items separated by ';': 'multipliers=0.5;1;2'.
+    A list-valued option takes its items separated by ';': 'multipliers=0.5;1;2'. Booleans read true/false, yes/no,
+    1/0; an option that may be None (CDAN's `randomized`: automatic) also reads 'none'. ``reserved`` maps the keys a
+    recipe flag sets (weight, warmup) to that flag. Anything else is a one-line ConfigError.
     """
     if not text:
         return {}
-    parameters = inspect.signature(LOSS_COMPONENTS.get(name)).parameters
+    cls = LOSS_COMPONENTS.get(name)
+    parameters = inspect.signature(cls).parameters
+    annotations = _option_types(cls)
+    reserved = reserved or {}
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or key not in parameters:
-            raise ConfigError(
-                f"bad option {item!r} for {name!r}: use key=value with keys from {', '.join(parameters)}"
-            )
-        options[key] = _typed(raw.strip(), parameters[key].default, f"{name} option {key}")
+        if not sep or not key:
+            raise ConfigError(f"bad option {item!r} for {name}: not key=value; write it as key=value, "
+                              f"e.g. {next(iter(k for k in parameters if k not in reserved), 'key')}=...")
+        if key in reserved:
+            raise ConfigError(f"bad option {item!r} for {name}: set by {reserved[key]}; pass {reserved[key]} instead")
+        if key not in parameters:
+            keys = ", ".join(k for k in parameters if k not in reserved)
+            raise ConfigError(f"bad option {item!r} for {name}: no option {key!r}; use one of {keys}")
+        options[key] = _typed(raw.strip(), annotations.get(key), parameters[key].default, f"{name} option {key}")
     return options
 
 
-def _typed(raw: str, default: Any, what: str) -> Any:
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _option_types(cls: type) -> dict[str, Any]:
+    """The annotated type of each constructor option (annotations are strings under `from __future__`)."""
     try:
-        if isinstance(default, (tuple, list)):
-            return tuple(float(item) for item in raw.split(";") if item.strip())
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return raw.lower() in ("true", "1")
-        if isinstance(default, int):
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not evaluate: fall back to typing by the defaults
+        return {}
+
+
+def _typed(raw: str, annotation: Any, default: Any, what: str) -> Any:
+    """``raw`` read as ``annotation`` (or, where there is none, as the type of ``default``)."""
+    kinds = []
+    if annotation is not None:
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        kinds = list(typing.get_args(annotation)) if union else [annotation]
+    elif default is not inspect.Parameter.empty and default is not None:
+        kinds = [type(default)]
+    optional = type(None) in kinds or (annotation is None and default is None)
+    kinds = [k for k in kinds if k is not type(None)]
+    if optional and raw.lower() == "none":
+        return None
+    kind = kinds[0] if len(kinds) == 1 else (str if not kinds else None)
+    origin = typing.get_origin(kind) or kind
+    if kind is bool:
+        if raw.lower() in _TRUE or raw.lower() in _FALSE:
+            return raw.lower() in _TRUE
+        raise ConfigError(f"{what}: cannot read {raw!r} as a boolean; use true or false")
+    if kind is int:
+        try:
             return int(raw)
-        if isinstance(default, float):
+        except ValueError:
+            raise ConfigError(f"{what}: cannot read {raw!r} as an integer; use a whole number such as 64") from None
+    if kind is float:
+        try:
             return float(raw)
-    except ValueError:
-        raise ConfigError(f"{what}: cannot read {raw!r} as a {type(default).__name__}") from None
-    return raw
+        except ValueError:
+            raise ConfigError(f"{what}: cannot read {raw!r} as a number; use a number such as 0.5") from None
+    if isinstance(origin, type) and origin is not str and issubclass(origin, collections.abc.Sequence):
+        try:
+            return tuple(float(item) for item in raw.split(";") if item.strip())
+        except ValueError:
+            raise ConfigError(f"{what}: cannot read {raw!r} as numbers; separate numbers by ';', "
+                              "e.g. 0.5;1;2") from None
+    if kind is str:
+        return raw
+    raise ConfigError(f"{what}: this option cannot be set from the command line; build the component in Python")
 
 
 def components_from_args(args) -> list[LossComponent]:
@@ -83,12 +128,14 @@ def components_from_args(args) -> list[LossComponent]:
     if method and method != "source_only":
         if method in LOSS_COMPONENTS and not LOSS_COMPONENTS.get(method).needs_target:
             raise ConfigError(f"{method!r} is a regularizer, not an adaptation method; pass it as --regularizer {method}")
-        options = parse_options(method, args.method_options)
+        options = parse_options(method, args.method_options,
+                                reserved={"weight": "--method_weight", "warmup": "--method_warmup"})
         built.append(build_component(method, weight=args.method_weight, warmup=args.method_warmup, **options))
     for name in filter(None, (part.strip() for part in (args.regularizer or "").split(","))):
         if LOSS_COMPONENTS.get(name).needs_target:
             raise ConfigError(f"{name!r} needs target-domain data; use recipes/domain_adapt.py --method {name}")
-        built.append(build_component(name, weight=args.regularizer_weight, **parse_options(name, args.regularizer_options)))
+        options = parse_options(name, args.regularizer_options, reserved={"weight": "--regularizer_weight"})
+        built.append(build_component(name, weight=args.regularizer_weight, **options))
     return built
 
 

@@ -88,10 +88,16 @@ class LossComponent(nn.Module):
     ``weight`` multiplies the term; ``warmup`` is the fraction of training over which the weight
     ramps linearly up from 0 (0 = full weight from the first step). While the effective weight is
     0 the component's loss is not computed at all and a constant 0 is returned.
+
+    A component whose term trains a network of its own (a domain discriminator or classifier) sets
+    ``warmup_ramps_term = False``: its term keeps the full ``weight`` from the first step, so that
+    network learns from step 0, and the warm-up ramps only what reaches the model (the reversed
+    gradient, the source-loss weights).
     """
 
     name: ClassVar[str] = "loss_component"
     needs_target: ClassVar[bool] = True
+    warmup_ramps_term: ClassVar[bool] = True
     lr_scale: float = 1.0  # learning rate of the component's own parameters, relative to the model's
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0):
@@ -126,9 +132,13 @@ class LossComponent(nn.Module):
         """weight * warm-up factor at this point of training."""
         return self.weight * warmup_factor(progress, self.warmup)
 
+    def term_scale(self, progress: float) -> float:
+        """What the term is multiplied by: :meth:`scale`, or the bare weight where the warm-up acts elsewhere."""
+        return self.scale(progress) if self.warmup_ramps_term else self.weight
+
     def forward(self, ctx: AdaptationContext) -> Tensor:
         self.check_context(ctx)
-        scale = self.scale(ctx.progress)
+        scale = self.term_scale(ctx.progress)
         if scale == 0.0:
             return self._zero(ctx)
         return self.loss(ctx) * scale

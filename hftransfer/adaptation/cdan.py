@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from hftransfer.errors import ConfigError
 
 from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator,
-                   float32_math, module_device)
+                   float32_math, module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
 
 
@@ -36,6 +36,7 @@ class CDANLoss(LossComponent):
 
     name = "cdan"
     needs_target = True
+    warmup_ramps_term = False  # the warm-up ramps the reversal (see coefficient); the discriminator learns from step 0
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,
@@ -77,8 +78,9 @@ class CDANLoss(LossComponent):
             self.discriminator.to(device)
 
     def coefficient(self, progress: float) -> float:
+        """The gradient reversal's strength: max_coefficient x the DANN schedule x the warm-up factor."""
         ramp = dann_coefficient(progress, self.gamma) if self.schedule else 1.0
-        return self.max_coefficient * ramp
+        return self.max_coefficient * ramp * warmup_factor(progress, self.warmup)
 
     def multilinear_map(self, features: Tensor, probs: Tensor) -> Tensor:
         """``T(f, g)``: flattened outer product [B, D*C] or randomized map [B, randomized_dim], float32."""

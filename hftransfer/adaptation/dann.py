@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator, module_device
+from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator,
+                   module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
 
 
@@ -17,12 +18,15 @@ class DANNLoss(LossComponent):
 
     The discriminator minimises the domain BCE, the feature extractor (through the reversal) maximises
     it. The reversal coefficient follows :func:`dann_coefficient` (``schedule=True``) scaled by
-    ``max_coefficient``, or stays at ``max_coefficient``. ``lr_scale`` multiplies the discriminator's learning rate
-    (an adaptive optimizer moves the whole feature extractor at full speed; a slower discriminator falls behind).
+    ``max_coefficient``, or stays at ``max_coefficient``; ``warmup`` ramps it too (the discriminator's own loss keeps
+    its full weight, so it learns to tell the domains apart from the first step). ``lr_scale`` multiplies the
+    discriminator's learning rate (an adaptive optimizer moves the whole feature extractor at full speed; a slower
+    discriminator falls behind).
     """
 
     name = "dann"
     needs_target = True
+    warmup_ramps_term = False  # the warm-up ramps the reversal (see coefficient); the discriminator learns from step 0
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, schedule: bool = True, gamma: float = 10.0,
@@ -45,8 +49,9 @@ class DANNLoss(LossComponent):
             self.discriminator.to(device)
 
     def coefficient(self, progress: float) -> float:
+        """The gradient reversal's strength: max_coefficient x the DANN schedule x the warm-up factor."""
         ramp = dann_coefficient(progress, self.gamma) if self.schedule else 1.0
-        return self.max_coefficient * ramp
+        return self.max_coefficient * ramp * warmup_factor(progress, self.warmup)
 
     def loss(self, ctx: AdaptationContext) -> Tensor:
         self._require_setup(self.discriminator is not None, "discriminator")

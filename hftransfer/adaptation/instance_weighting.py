@@ -46,12 +46,13 @@ class InstanceWeighting(LossComponent):
 
     ``hidden_dim=0`` (default) makes the classifier a logistic layer, otherwise a one-hidden-layer
     MLP. Its last layer starts at zero, so before it has learned anything every weight is 1.
-    ``source_loss_weights`` follows the same warm-up as the term: weights move linearly from 1 to
-    the estimated ones while the weight ramps up. ``weight`` only scales the classifier's own loss.
+    ``warmup`` ramps the source-loss weights: they move linearly from 1 to the estimated ones, while the
+    classifier's own loss (scaled by ``weight`` alone) trains it from the first step.
     """
 
     name = "instance_weighting"
     needs_target = True
+    warmup_ramps_term = False  # the warm-up ramps the source weights; the classifier learns from step 0
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 0,
                  min_weight: float = 0.1, max_weight: float = 10.0):

@@ -53,20 +53,23 @@ def load_classification_data(
     no `label` column and no label names.
     """
     raw, builtin = _load_raw(name, config_name)
-    splits = _standard_splits(raw, name, validation_size, test_size, seed)
-    for split_name, split in splits.items():
-        if len(split) == 0:
-            raise DataError(f"split {split_name!r} of dataset {name!r} is empty; add examples or drop the split")
+    splits = _named_splits(raw, name)
     labelled = require_labels or label_column or any(c in splits["train"].column_names for c in _LABEL_COLUMNS)
     label_names: list[str] = []
     if labelled:
-        label_column = _find_column(splits["train"], label_column, _LABEL_COLUMNS, "label", name)
+        label_column = _label_column(splits["train"], label_column, name, modality)
         if label_column != "label":
             splits = splits.rename_column(label_column, "label")
-        splits, label_names = _encode_labels(splits, name)
+        splits, label_names = _encode_labels(splits, name)  # before carving splits, so carving can stratify
     column = _input_column(splits["train"], modality, input_column, name)
+    if modality == "text":
+        _check_texts(splits, column, name)
+    splits = _carve_missing_splits(splits, validation_size, test_size, seed)
+    _check_not_empty(splits, name)
+    if labelled:
+        _check_classes(splits, label_names, name)
     splits = splits.select_columns([column, "label"] if labelled else [column])
-    splits = _subsample(splits, max_train_samples, samples_per_class, max_eval_samples, seed, len(label_names))
+    splits = _subsample(splits, max_train_samples, samples_per_class, max_eval_samples, seed, label_names)
     flips = BUILTIN_DATASETS.get(name).flips_change_labels if builtin else False
     return ClassificationData(splits, label_names, column, name, flips, builtin)
 
@@ -135,8 +138,8 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _standard_splits(raw, name: str, validation_size: float, test_size: float, seed: int):
-    """Rename known split aliases; carve missing validation/test splits out of train with a fixed seed."""
+def _named_splits(raw, name: str):
+    """The splits present under their standard names (known aliases renamed); train is required and non-empty."""
     from datasets import DatasetDict
 
     found = {}
@@ -147,9 +150,23 @@ def _standard_splits(raw, name: str, validation_size: float, test_size: float, s
                 break
     if "train" not in found:
         raise DataError(f"dataset {name!r} has no train split (found {', '.join(raw)}); name one split 'train'")
+    splits = DatasetDict(found)
+    _check_not_empty(splits, name)
+    return splits
+
+
+def _check_not_empty(splits, name: str) -> None:
+    for split_name, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"split {split_name!r} of dataset {name!r} is empty; add examples or drop the split")
+
+
+def _carve_missing_splits(splits, validation_size: float, test_size: float, seed: int):
+    """Hold out a missing test, then validation, split from train with a fixed seed (stratified when labelled)."""
+    from datasets import DatasetDict
+
+    found = dict(splits)
     train = found["train"]
-    if len(train) == 0:
-        raise DataError(f"split 'train' of dataset {name!r} is empty; add examples")
     if "test" not in found:
         train, found["test"] = _split_off(train, test_size, seed)
     if "validation" not in found:
@@ -162,21 +179,27 @@ def _split_off(dataset, fraction: float, seed: int):
     from datasets import ClassLabel
 
     if len(dataset) < 2:
-        raise DataError("the train split has fewer than 2 examples; cannot hold out validation/test examples")
-    label = next((c for c in _LABEL_COLUMNS if c in dataset.column_names), None)
-    stratify = label if label and isinstance(dataset.features[label], ClassLabel) else None
+        raise DataError("the train split has fewer than 2 examples, too few to hold out validation/test examples; "
+                        "add examples or provide validation and test splits")
+    labelled = "label" in dataset.column_names and isinstance(dataset.features["label"], ClassLabel)
     try:
-        parts = dataset.train_test_split(test_size=fraction, seed=seed, stratify_by_column=stratify)
+        parts = dataset.train_test_split(
+            test_size=fraction, seed=seed, stratify_by_column="label" if labelled else None
+        )
     except ValueError:  # too few examples of some class to stratify
         parts = dataset.train_test_split(test_size=fraction, seed=seed)
     return parts["train"], parts["test"]
 
 
 def _find_column(split, requested, candidates, what: str, name: str) -> str:
+    import difflib
+
     columns = split.column_names
     if requested:
         if requested not in columns:
-            raise DataError(f"dataset {name!r} has no {what} column {requested!r}; columns are {columns}")
+            close = difflib.get_close_matches(requested, columns, n=1)
+            hint = f"did you mean --{what}_column {close[0]}?" if close else f"pass one of {columns} to --{what}_column"
+            raise DataError(f"dataset {name!r} has no {what} column {requested!r}; {hint}")
         return requested
     for candidate in candidates:
         if candidate in columns:
@@ -187,6 +210,17 @@ def _find_column(split, requested, candidates, what: str, name: str) -> str:
     )
 
 
+def _label_column(train, requested: str | None, name: str, modality: Modality) -> str:
+    unlabelled = not requested and not any(c in train.column_names for c in _LABEL_COLUMNS)
+    if unlabelled and modality == "image" and Path(name).expanduser().is_dir():
+        # datasets' imagefolder labels images by sub-folder only when there are at least two
+        raise DataError(
+            f"dataset {name!r} has no labels: an imagefolder needs one sub-folder per class, at least two "
+            f"(e.g. {name}/cat/*.png and {name}/dog/*.png); move each class's images into its own sub-folder"
+        )
+    return _find_column(train, requested, _LABEL_COLUMNS, "label", name)
+
+
 def _encode_labels(splits, name: str):
     """Labels become ClassLabel ids shared by all splits; names come from the train split."""
     from datasets import ClassLabel, Value
@@ -195,18 +229,20 @@ def _encode_labels(splits, name: str):
     if isinstance(feature, ClassLabel):
         label_names = list(feature.names)
     else:
+        for split_name, split in splits.items():
+            if None in split.unique("label"):
+                raise DataError(f"split {split_name!r} of {name!r} has missing labels; give every example a label")
         values = splits["train"].unique("label")
-        if any(v is None for v in values):
-            raise DataError(f"the train split of {name!r} has missing labels; every training example needs a label")
         if all(isinstance(v, str) for v in values):
             label_names = sorted(values)
             splits = splits.map(
                 lambda b: {"label": [_label_id(v, label_names, name) for v in b["label"]]}, batched=True
             ).cast_column("label", Value("int64"))
         elif all(isinstance(v, int) for v in values):
-            label_names = [str(i) for i in range(max(values) + 1)]
+            label_names = _integer_label_names(values, name)
         else:
             raise DataError(f"labels of {name!r} must be all integers or all strings; found {sorted(map(repr, values))[:5]}")
+    _require_two_classes(set(splits["train"].unique("label")), label_names, name)
     num_labels = len(label_names)
     for split_name, split in splits.items():
         values = split.unique("label")
@@ -220,6 +256,21 @@ def _encode_labels(splits, name: str):
     return splits, label_names
 
 
+def _integer_label_names(values: list[int], name: str) -> list[str]:
+    """Integer labels are class ids 0..N-1, every one seen in train: a gap would be a class the head never learns."""
+    low, high = min(values), max(values)
+    if low != 0:
+        fix = f"subtract {low} from every label" if low > 0 else "renumber them from 0"
+        raise DataError(f"integer labels of {name!r} must be 0..N-1; found {low}..{high}; {fix}, or use string labels")
+    missing = sorted(set(range(high + 1)) - set(values))
+    if missing:
+        raise DataError(
+            f"integer labels of {name!r} must be 0..N-1 with every class in the train split; class {missing[0]} has "
+            "no training examples; renumber the labels without gaps, add examples of it, or use string labels"
+        )
+    return [str(i) for i in range(high + 1)]
+
+
 def _label_id(value, label_names: list[str], name: str) -> int:
     try:
         return label_names.index(value)
@@ -230,18 +281,49 @@ def _label_id(value, label_names: list[str], name: str) -> int:
         ) from None
 
 
+def _require_two_classes(in_train: set[int], label_names: list[str], name: str) -> None:
+    if len(in_train) < 2:
+        only = ", ".join(repr(label_names[c]) for c in in_train)
+        raise DataError(
+            f"the train split of {name!r} has a single class ({only}); classification needs at least two, "
+            "so add examples of another class"
+        )
+
+
+def _check_classes(splits, label_names: list[str], name: str) -> None:
+    """At least two classes to train on, and nothing to predict that training never saw."""
+    in_train = set(splits["train"].unique("label"))
+    _require_two_classes(in_train, label_names, name)
+    for split_name in ("validation", "test"):
+        absent = sorted(set(splits[split_name].unique("label")) - in_train)
+        if absent:
+            raise DataError(
+                f"class {label_names[absent[0]]!r} occurs in split {split_name!r} of {name!r} but not in its train "
+                "split; add training examples of it, or remove it from that split"
+            )
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_IMAGE_DATA_HINT = "use an imagefolder (one sub-folder per class) or a dataset with an Image feature"
+
+
 def _input_column(split, modality: Modality, requested: str | None, name: str) -> str:
     from datasets import Image, Value
 
     if modality == "image":
         images = [c for c, f in split.features.items() if isinstance(f, Image)]
-        if requested:
-            return _find_column(split, requested, (), "image", name)
-        if not images:
-            raise DataError(f"dataset {name!r} has no image column (columns: {split.column_names}); pass --image_column")
-        return images[0]
+        column = _find_column(split, requested, (), "image", name) if requested else (images[0] if images else None)
+        if column is None or column not in images:
+            raise DataError(_not_images_message(split, column, name))
+        return column
     if requested:
-        return _find_column(split, requested, (), "text", name)
+        column = _find_column(split, requested, (), "text", name)
+        feature = split.features[column]
+        if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+            raise DataError(
+                f"column {column!r} of {name!r} holds {feature}, not text; pass a text column to --text_column"
+            )
+        return column
     for candidate in _TEXT_COLUMNS:
         if candidate in split.column_names:
             return candidate
@@ -251,13 +333,43 @@ def _input_column(split, modality: Modality, requested: str | None, name: str) -
     return strings[0]
 
 
-def _subsample(splits, max_train: int | None, per_class: int | None, max_eval: int | None, seed: int, num_labels: int):
+def _not_images_message(split, column: str | None, name: str) -> str:
+    """Why there are no images to read, and what would help (a column flag would not)."""
+    paths = [c for c in split.column_names if _holds_image_paths(split, c)]
+    if paths:
+        return (f"column {paths[0]!r} of {name!r} holds image file paths, but a CSV of image paths is not read as "
+                f"images; {_IMAGE_DATA_HINT}")
+    if column is not None:
+        return f"column {column!r} of {name!r} holds {split.features[column]}, not images; {_IMAGE_DATA_HINT}"
+    return f"dataset {name!r} has no images (columns: {split.column_names}); {_IMAGE_DATA_HINT}"
+
+
+def _holds_image_paths(split, column: str) -> bool:
+    first = split[0][column] if len(split) else None
+    return isinstance(first, str) and first.lower().endswith(_IMAGE_SUFFIXES)
+
+
+def _check_texts(splits, column: str, name: str) -> None:
+    """An empty or missing text would be tokenised to nothing (or crash the tokenizer) mid-run."""
+    for split_name, split in splits.items():
+        empty = [i for i, text in enumerate(split[column]) if not isinstance(text, str) or not text.strip()]
+        if empty:
+            raise DataError(
+                f"split {split_name!r} of {name!r} has {len(empty)} empty text(s) in column {column!r} (first: row "
+                f"{empty[0]}); fill in or remove those rows"
+            )
+
+
+def _subsample(splits, max_train: int | None, per_class: int | None, max_eval: int | None, seed: int,
+               label_names: list[str]):
     import numpy as np
 
     if per_class:
         labels = np.asarray(splits["train"]["label"])
+        _check_samples_per_class(labels, per_class, label_names)
         rng = np.random.default_rng(seed)
-        keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(num_labels)])
+        classes = range(len(label_names))
+        keep = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes])
         splits["train"] = splits["train"].select(np.sort(keep))
     if max_train and len(splits["train"]) > max_train:
         splits["train"] = splits["train"].shuffle(seed=seed).select(range(max_train))
@@ -266,3 +378,16 @@ def _subsample(splits, max_train: int | None, per_class: int | None, max_eval: i
             if len(splits[split]) > max_eval:
                 splits[split] = splits[split].shuffle(seed=seed).select(range(max_eval))
     return splits
+
+
+def _check_samples_per_class(labels, per_class: int, label_names: list[str]) -> None:
+    """Few-label sampling is class-balanced only if every class has that many training examples."""
+    import numpy as np
+
+    counts = np.bincount(labels, minlength=len(label_names))
+    smallest = min((c for c in range(len(label_names)) if counts[c]), key=lambda c: counts[c])
+    if per_class > counts[smallest]:
+        raise DataError(
+            f"--samples_per_class {per_class} is more than class {label_names[smallest]!r} has "
+            f"({counts[smallest]} training examples); pass at most {counts[smallest]}"
+        )

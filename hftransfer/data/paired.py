@@ -36,9 +36,22 @@ class PairedDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
+        from .vision import augmentation_keys
+
         source_idx, target_idx = self._indices(indices)
-        sources, targets = _rows(self.source, source_idx), _rows(self.target, target_idx)
+        # augmentation keyed to the pair index: a row the shorter side repeats is augmented afresh each time
+        with augmentation_keys(self.source, indices):
+            sources = _rows(self.source, source_idx)
+        with augmentation_keys(self.target, indices):
+            targets = _rows(self.target, target_idx)
         return [{"source": s, "target": t} for s, t in zip(sources, targets)]
+
+    def set_augmentation_epoch(self, seed: int, epoch: int) -> None:
+        """Source and target augmentation for this epoch, as two independent streams (see data.vision)."""
+        from .vision import set_augmentation_epoch
+
+        set_augmentation_epoch(self.source, seed, epoch, stream=0)
+        set_augmentation_epoch(self.target, seed, epoch, stream=1)
 
 
 def _rows(dataset, indices: list[int]) -> list[dict]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 
 def prepare_text_splits(data, tokenizer, *, max_length: int):
+    from ..validation import check_max_length
+
+    check_max_length(max_length, tokenizer)
+
     def tokenize(batch):
         encoded = tokenizer(batch[data.input_column], truncation=True, max_length=max_length)
         if "label" in batch:  # an unlabelled domain-adaptation target has none

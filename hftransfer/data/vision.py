@@ -3,24 +3,57 @@
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import DataError
 
 
 def decode_image(value: Any):
-    """A datasets Image value (PIL image or {'bytes', 'path'} dict) -> RGB PIL image, or a one-line DataError."""
+    """A datasets Image value (PIL image or {'bytes', 'path'} dict) -> upright 8-bit RGB PIL image, or a DataError.
+
+    Upright: the EXIF orientation is applied, as transformers' `load_image` does at inference.
+    """
     from PIL import Image
 
     if isinstance(value, Image.Image):
-        return value.convert("RGB")
+        return _upright_rgb(value)
     source = value.get("path") or "<in-memory bytes>"
     try:
         image = Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"])
         image.load()
     except Exception as error:
         raise DataError(f"cannot decode image {source}: {error}; remove or replace the file") from None
-    return image.convert("RGB")
+    return _upright_rgb(image)
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _upright_rgb(image):
+    from PIL import ImageOps
+
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    return _to_8_bits(image).convert("RGB")
+
+
+def _to_8_bits(image):
+    """16-bit (and 32-bit) grey scaled to 0..255: Pillow's own conversion clips them, so most pixels turn white."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode.startswith("I;16"):
+        pixels = np.asarray(image).astype(np.uint16) >> 8
+    elif image.mode == "I":  # 32-bit integers: 16-bit data (older Pillow opens 16-bit PNGs so) or plain 0..255
+        pixels = np.clip(np.asarray(image), 0, 65535)
+        pixels = pixels >> 8 if pixels.max() > 255 else pixels
+    elif image.mode == "F":  # floats: 0..1 or 0..255
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float32))
+        pixels = np.clip(np.rint(pixels * 255 if pixels.max() <= 1.0 else pixels), 0, 255)
+    else:
+        return image
+    return Image.fromarray(pixels.astype(np.uint8))
 
 
 def check_images_decode(splits, column: str) -> None:
@@ -70,16 +103,111 @@ def build_image_transforms(processor, *, hflip: float, crop_scale_min: float):
     return train_transform, eval_transform
 
 
-class ImageBatchTransform:
-    """`dataset.with_transform` hook: raw rows -> {'pixel_values', 'labels'}; picklable for loader workers."""
+ROW_COLUMN = "__hftransfer_row__"  # the row number of each training example: its augmentation's key
 
-    def __init__(self, transform, column: str):
+
+def example_seed(seed: int, epoch: int, stream: int, key: int) -> int:
+    """A 64-bit seed for one example's augmentation, from (run seed, epoch, stream, example key)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{stream}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class ImageBatchTransform:
+    """`dataset.with_transform` hook: raw rows -> {'pixel_values', 'labels'}; picklable for loader workers.
+
+    `augment=True` (the training split): each example's random augmentation is seeded from (seed, epoch, stream, its
+    key) and leaves the global torch/python/numpy random state as it was. Its key is the row number (ROW_COLUMN), or
+    what `augmentation_keys` sets. So an example is augmented the same way whichever process, loader worker or batch
+    position fetches it, and a run resumed mid-epoch sees exactly the batches the uninterrupted run saw. (seed,
+    epoch, stream) live in shared memory, set by the trainer at each epoch start (`set_augmentation_epoch`), so
+    persistent loader workers see the new epoch too.
+    """
+
+    def __init__(self, transform, column: str, augment: bool = False):
         self.transform = transform
         self.column = column
+        self.seeding = None
+        if augment:
+            import torch
+
+            self.seeding = torch.zeros(3, dtype=torch.int64).share_memory_()  # seed, epoch, stream
+        self.keys: list[int] | None = None
+
+    def set_epoch(self, seed: int, epoch: int, stream: int = 0) -> None:
+        import torch
+
+        self.seeding.copy_(torch.tensor([seed, epoch, stream], dtype=torch.int64))
 
     def __call__(self, batch: dict) -> dict:
-        pixels = [self.transform(decode_image(v)) for v in batch[self.column]]
+        values = batch[self.column]
+        keys = self.keys if self.keys is not None else batch.get(ROW_COLUMN)
+        if self.seeding is None or keys is None:
+            pixels = [self.transform(decode_image(v)) for v in values]
+        else:
+            pixels = self._seeded(values, [int(k) for k in keys])
         return {"pixel_values": pixels, "labels": batch["label"]} if "label" in batch else {"pixel_values": pixels}
+
+    def _seeded(self, values: list, keys: list[int]) -> list:
+        import random
+
+        import numpy as np
+        import torch
+
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} augmentation keys for {len(values)} images")
+        seed, epoch, stream = self.seeding.tolist()
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        pixels = []
+        try:
+            with torch.random.fork_rng(devices=[]):
+                for value, key in zip(values, keys):
+                    example = example_seed(seed, epoch, stream, key)
+                    torch.default_generator.manual_seed(example)
+                    random.seed(example)
+                    np.random.seed(example % 2**32)
+                    pixels.append(self.transform(decode_image(value)))
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+        return pixels
+
+
+def _augmenting_transform(dataset) -> ImageBatchTransform | None:
+    """The seeded ImageBatchTransform a datasets.Dataset applies (`with_transform`), if any."""
+    try:
+        transform = dataset.format["format_kwargs"].get("transform")
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return transform if isinstance(transform, ImageBatchTransform) and transform.seeding is not None else None
+
+
+def set_augmentation_epoch(dataset, seed: int, epoch: int, stream: int = 0) -> None:
+    """Key a training dataset's augmentation to (seed, epoch): its own `set_augmentation_epoch` (PairedDataset), or
+    the seeded ImageBatchTransform of a datasets.Dataset; anything else (text, plain tensors) has none."""
+    hook = getattr(dataset, "set_augmentation_epoch", None)
+    if callable(hook):
+        hook(seed, epoch)
+        return
+    transform = _augmenting_transform(dataset)
+    if transform is not None:
+        transform.set_epoch(seed, epoch, stream)
+
+
+@contextmanager
+def augmentation_keys(dataset, keys: list[int]):
+    """Within the block, `dataset[rows]` augments its rows with these keys instead of their row numbers (used by
+    PairedDataset, whose shorter side repeats rows within an epoch: each repeat gets its own augmentation)."""
+    transform = _augmenting_transform(dataset)
+    if transform is None:
+        yield
+        return
+    transform.keys = list(keys)
+    try:
+        yield
+    finally:
+        transform.keys = None
 
 
 def prepare_image_splits(data, processor, *, hflip: float | None, crop_scale_min: float, verify: bool = True):
@@ -92,9 +220,11 @@ def prepare_image_splits(data, processor, *, hflip: float | None, crop_scale_min
         hflip = 0.0 if data.flips_change_labels else 0.5
     train_transform, eval_transform = build_image_transforms(processor, hflip=hflip, crop_scale_min=crop_scale_min)
     splits = data.splits.cast_column(data.input_column, Image(decode=False))
-    return {
-        name: split.with_transform(
-            ImageBatchTransform(train_transform if name == "train" else eval_transform, data.input_column)
-        )
-        for name, split in splits.items()
-    }
+    prepared = {}
+    for name, split in splits.items():
+        if name == "train":  # each training row's augmentation is keyed to its row number
+            split = split.add_column(ROW_COLUMN, list(range(len(split))))
+            prepared[name] = split.with_transform(ImageBatchTransform(train_transform, data.input_column, augment=True))
+        else:
+            prepared[name] = split.with_transform(ImageBatchTransform(eval_transform, data.input_column))
+    return prepared

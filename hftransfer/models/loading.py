@@ -150,4 +150,12 @@ def _load_text_classifier(source, config, pretrained, image_size, trust_remote_c
         )
     else:
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+    _cap_model_max_length(tokenizer, config)
     return model, tokenizer
+
+
+def _cap_model_max_length(tokenizer, config) -> None:
+    """A tokenizer may allow more tokens than the model has position embeddings for: keep the smaller limit."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and 0 < positions < tokenizer.model_max_length:
+        tokenizer.model_max_length = positions

@@ -10,7 +10,8 @@ scale. Everything else follows from that, which is what makes it correct under D
   optimizer step; in a single process they are also switched off in autograd to save the backward;
 - learning-rate scales live in per-group LambdaLR factors multiplied onto the HF schedule, so they survive
   linear/cosine warm-up schedules (a plain `lr_scale` key is ignored by them);
-- after resume, the phase is recomputed from the restored global step: nothing is re-frozen.
+- after resume, the phase is recomputed from the restored global step: nothing is re-frozen; the phases before
+  the checkpoint come back from it (TransferTrainer keeps `state_dict()` in each checkpoint).
 """
 
 from __future__ import annotations
@@ -167,6 +168,14 @@ class Strategy:
         """After the final save: record the strategy and its phases next to the model (read by the model card)."""
         if trainer.is_world_process_zero():
             self.save(output_dir)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the phases so far, so a resumed run's record and model card list every phase."""
+        return {"phases": [asdict(p) for p in self.phases]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the phases of the run before its checkpoint (the step-indexed schedule itself needs nothing)."""
+        self.phases = [Phase(**p) for p in state.get("phases", [])]
 
     def save(self, output_dir: str | Path) -> None:
         record = {"strategy": self.describe(), "phases": [asdict(p) for p in self.phases],

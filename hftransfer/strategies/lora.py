@@ -33,13 +33,7 @@ class LoRA(Strategy):
         targets = self.lora_target.split(",") if self.lora_target else _default_targets(model, head_name)
         config = LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                             target_modules=targets, modules_to_save=[head_name])
-        peft_model = get_peft_model(model, config)
-        from ..redact import home_relative
-
-        for adapter in peft_model.peft_config.values():  # the adapter config must not carry this machine's paths
-            if adapter.base_model_name_or_path:
-                adapter.base_model_name_or_path = home_relative(adapter.base_model_name_or_path)
-        return peft_model
+        return get_peft_model(model, config)
 
     def attach(self, trainer) -> None:
         self._trainer = trainer
@@ -63,6 +57,9 @@ class LoRA(Strategy):
         if trainer.is_world_process_zero():
             model = trainer.accelerator.unwrap_model(trainer.model)
             model.save_pretrained(Path(output_dir) / "adapter")
+            from ..redact import public_adapter_files
+
+            public_adapter_files(Path(output_dir) / "adapter")  # (checkpoints: TransferTrainer._save)
         super().finalize(trainer, output_dir)
 
 

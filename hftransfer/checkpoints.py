@@ -19,8 +19,8 @@ from .errors import ConfigError
 
 MANIFEST = "hftransfer_checkpoint.json"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
-                "adapter_model.safetensors", "adapter_model.bin")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
 NO_RESUME = ("", "false", "no", "0", "none")
 RESUME_LAST = ("true", "yes", "1", "last")
 

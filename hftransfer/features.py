@@ -81,7 +81,8 @@ def prepare_eval_split(
         return prepared, default_data_collator
     from .data.text import prepare_text_splits, text_collator
 
-    prepared = prepare_text_splits(only, processor, max_length=max_length)["eval"]
+    # scoring reads what the model can take: a longer default is cut to the model's limit, not refused
+    prepared = prepare_text_splits(only, processor, max_length=min(max_length, processor.model_max_length))["eval"]
     return prepared, text_collator(processor, on_gpu=torch.cuda.is_available())
 
 

@@ -277,14 +277,17 @@ class TransferTrainer(Trainer):
         """Each epoch's augmentation is keyed to (seed, epoch, example), independent of the global random state: set
         before the epoch's loader iterator (and its workers) start. See hftransfer.data.vision.ImageBatchTransform.
         Loss terms are averaged from the first step this train() call runs (the resumed step after a resume)."""
+        import inspect
+
         from .data.vision import set_augmentation_epoch
 
         if getattr(self, "_terms_logged_at", None) is None:
             self._terms_logged_at = self.state.global_step
-        loader = kwargs.get("train_dataloader")
+        bound = inspect.signature(super()._run_epoch).bind_partial(*args, **kwargs).arguments
+        loader = bound.get("train_dataloader")
         dataset = getattr(loader, "dataset", None) or self.train_dataset
-        if "epoch" in kwargs and dataset is not None:
-            set_augmentation_epoch(dataset, self.args.seed, kwargs["epoch"])
+        if dataset is not None:
+            set_augmentation_epoch(dataset, self.args.seed, bound["epoch"])
         return super()._run_epoch(*args, **kwargs)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -125,7 +125,7 @@ def test_domain_adapt_text_with_unlabelled_target(domain_recipe, tiny_bert_dir, 
         (("--source", "tweets", "--target", "tweets_binary"), "one label space"),
         (("--method", "l2sp"), "pass it as --regularizer l2sp"),
         (("--method", "dann", "--method_options", "hidden=3"), "bad option 'hidden=3'"),
-        (("--select_on", "best"), "--select_on must be"),
+        (("--select_on", "best"), "unknown --select_on 'best'; choose one of: source, target"),
     ],
 )
 def test_domain_adapt_bad_input_one_line_error_no_output(domain_recipe, tiny_timm_dir, tiny_bert_dir, tmp_path, extra, message):

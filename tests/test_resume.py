@@ -226,6 +226,50 @@ def test_resume_restores_the_strategy_phases_before_the_checkpoint(tiny_timm_dir
     assert [p.start_step for p in resumed.strategy.phases] == [0, 2, 4]
 
 
+# ---------------------------------------------------------------- augmentation keyed to (seed, epoch, row)
+
+
+def test_augmentation_follows_seed_epoch_and_row_not_workers_batches_or_the_global_random_state(tiny_timm_dir):
+    import random
+
+    from torch.utils.data import DataLoader
+    from transformers import default_data_collator
+
+    from hftransfer.data import PairedDataset, load_classification_data, prepare_image_splits
+    from hftransfer.data.vision import set_augmentation_epoch
+    from hftransfer.models import load_classifier
+
+    data = load_classification_data("digits", "image", max_train_samples=24, max_eval_samples=8)
+    processor = load_classifier(str(tiny_timm_dir), data.label_names, "image", image_size=32).processor
+    train = prepare_image_splits(data, processor, hflip=0.5, crop_scale_min=0.2, verify=False)["train"]
+
+    def pixels(loader) -> torch.Tensor:
+        return torch.cat([batch["pixel_values"] for batch in loader])
+
+    set_augmentation_epoch(train, seed=7, epoch=0)
+    epoch0 = pixels(DataLoader(train, batch_size=8, collate_fn=default_data_collator))
+    states = torch.get_rng_state(), random.getstate()
+    assert torch.equal(train[[5, 2]]["pixel_values"][0], epoch0[5])  # whatever batch fetches the row
+    assert torch.equal(states[0], torch.get_rng_state()) and states[1] == random.getstate()  # global state untouched
+    set_augmentation_epoch(train, seed=7, epoch=1)
+    epoch1 = pixels(DataLoader(train, batch_size=8, collate_fn=default_data_collator))
+    assert not torch.equal(epoch0, epoch1)  # each epoch augments afresh
+
+    # two persistent loader workers see the epoch the trainer sets between epochs, and augment as the main process
+    loader = DataLoader(train, batch_size=8, collate_fn=default_data_collator, num_workers=2, persistent_workers=True)
+    set_augmentation_epoch(train, seed=7, epoch=0)
+    assert torch.equal(pixels(loader), epoch0)
+    set_augmentation_epoch(train, seed=7, epoch=1)
+    assert torch.equal(pixels(loader), epoch1)
+
+    # paired domain adaptation: a source row the shorter side repeats within an epoch is augmented afresh
+    paired = PairedDataset(train.select(range(4)), train, seed=0)
+    paired.set_augmentation_epoch(7, 0)
+    items = paired.__getitems__(list(range(8)))
+    assert torch.equal(items[0]["source"]["pixel_values"], paired.__getitems__([0])[0]["source"]["pixel_values"])
+    assert not torch.equal(items[0]["source"]["pixel_values"], items[4]["source"]["pixel_values"])  # both row 0
+
+
 # ---------------------------------------------------------------- kill and resume
 
 STEPS_PER_EPOCH, EPOCHS = 3, 3  # 48 examples in batches of 16
@@ -246,8 +290,10 @@ STRATEGY_OPTIONS = {
 }
 DA_METHODS = ["dann", "cdan", "mmd", "coral", "mcc", "instance_weighting", "source_only"]
 CASES = {
-    **{f"image-{s}": ("image_cls", ["--dataset", "digits", "--image_size", "32", *o]) for s, o in STRATEGY_OPTIONS.items()},
-    **{f"text-{s}": ("text_cls", ["--dataset", "tweets", "--max_length", "32", *o]) for s, o in STRATEGY_OPTIONS.items()},
+    **{f"image-{s}": ("image_cls", ["--dataset", "digits", "--image_size", "32", *o])
+       for s, o in STRATEGY_OPTIONS.items()},
+    **{f"text-{s}": ("text_cls", ["--dataset", "tweets", "--max_length", "32", *o])
+       for s, o in STRATEGY_OPTIONS.items()},
     **{f"da-{m}": ("domain_adapt", ["--source", "digits", "--target", "mnist5k", "--image_size", "32", "--method", m])
        for m in DA_METHODS},
 }

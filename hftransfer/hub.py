@@ -134,7 +134,8 @@ def _render(out: Path, inputs: dict, results: dict, template_path, secrets: list
     task, datasets = inputs["task"], inputs["datasets"]
     base = inputs["base_model"]
     eval_results, rows = _results(task, datasets, results)
-    curves = CURVES if plot_training_curves(inputs["log_history"], out / CURVES) else None
+    confused = {f"loss_{c['name']}": c["confused_loss"] for c in inputs["loss_components"] if "confused_loss" in c}
+    curves = CURVES if plot_training_curves(inputs["log_history"], out / CURVES, confused=confused) else None
     timm = _is_timm_folder(out)
     tags = [task, "hftransfer", "transfer-learning", inputs["strategy"]["name"]]
     tags += [c["name"] for c in inputs["loss_components"]] + (["timm"] if timm else [])
@@ -271,6 +272,9 @@ def describe_component(component) -> dict:
     for key in ("weight", "warmup"):
         if hasattr(component, key):
             info[key] = getattr(component, key)
+    confused = getattr(component, "confused_loss", None)
+    if confused is not None:  # the logged term is weight x loss: where its curve sits when the domains are confused
+        info["confused_loss"] = round(confused * getattr(component, "weight", 1.0), 6)
     return info
 
 
@@ -319,8 +323,10 @@ def framework_versions() -> dict[str, str]:
     return versions
 
 
-def plot_training_curves(log_history: list[dict], path: str | Path) -> bool:
-    """Train loss (and logged loss terms) per step, validation accuracy per epoch; False when nothing was logged."""
+def plot_training_curves(log_history: list[dict], path: str | Path, confused: dict[str, float] | None = None) -> bool:
+    """Train loss (and logged loss terms) per step, validation accuracy per epoch; False when nothing was logged.
+
+    `confused`: a dashed line per adversarial term at the value it takes when the domains are confused (DANN: ln 2)."""
     losses = {}
     for entry in log_history:
         for key in ("loss", *sorted(k for k in entry if k.startswith("loss_"))):
@@ -334,7 +340,9 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> bool:
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for key, points in losses.items():
-        loss_ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=key)
+        line, = loss_ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=key)
+        if key in (confused or {}):
+            loss_ax.axhline(confused[key], linestyle="--", color=line.get_color(), label=f"{key}: domains confused")
     loss_ax.set(title="Training loss", xlabel="step", ylabel="loss")
     if len(losses) > 1:
         loss_ax.legend()

@@ -243,6 +243,7 @@ class TransferTrainer(Trainer):
             if weights is not None:
                 per_example = per_example * weights
         loss = per_example.mean()
+        self._accumulate_term("task", loss)  # logged as loss_task, beside each term (e.g. loss_dann)
         for component in self.loss_components:
             term = component(context)
             self._accumulate_term(component.name, term)

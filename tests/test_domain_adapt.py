@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -84,7 +85,9 @@ def test_domain_adapt_recipe_each_method(domain_recipe, tiny_timm_dir, tmp_path,
         assert not any(k.startswith("loss_") for k in logged)
         assert not trainer.data_collator.with_target  # the same source batches, no target rows
     else:
-        assert f"loss_{method}" in logged
+        assert {f"loss_{method}", "loss_task"} <= logged
+        confused = [c.get("confused_loss") for c in json.loads((out / "card_inputs.json").read_text())["loss_components"]]
+        assert confused == ([pytest.approx(math.log(2))] if method in ("dann", "cdan") else [None])
         component_state = out / f"checkpoint-{trainer.state.global_step}" / "loss_components.safetensors"
         if any(True for _ in trainer.loss_components.parameters()):
             assert component_state.is_file()

@@ -37,6 +37,7 @@ class CDANLoss(LossComponent):
     name = "cdan"
     needs_target = True
     warmup_ramps_term = False  # the warm-up ramps the reversal (see coefficient); the discriminator learns from step 0
+    confused_loss = math.log(2)  # the balanced domain BCE of a discriminator that cannot tell the domains apart
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,

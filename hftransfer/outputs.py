@@ -94,9 +94,10 @@ class StagedOutput:
 
 def check_output_folder(final: Path, *, overwrite: bool, resume: str | None) -> None:
     """Every refusal, before any work; creates and deletes nothing."""
+    from .validation import check_output_dir
+
+    check_output_dir(str(final))  # a file, a path under a file, an unwritable folder
     partial = partial_folder(final)
-    if final.exists() and not final.is_dir():
-        raise ConfigError(f"--output_dir {_shown(final)} is a file, not a folder; choose a folder path")
     foreign = foreign_files(final)
     if foreign:
         listed = ", ".join(repr(f) for f in foreign[:3]) + (", ..." if len(foreign) > 3 else "")

@@ -12,8 +12,6 @@ def load_domains(data_args, adapt_args, modality: str, seed: int) -> tuple[Class
     """Labelled source and (possibly unlabelled) target sharing one label space; target labels only report."""
     if data_args.dataset is not None:
         raise ConfigError("domain_adapt.py takes --source and --target instead of --dataset; rename the flag")
-    if adapt_args.select_on not in ("source", "target"):
-        raise ConfigError(f"--select_on must be 'source' or 'target', got {adapt_args.select_on!r}")
     source = load_data_from_args(data_args, modality, seed=seed, dataset=adapt_args.source)
     target = load_classification_data(
         adapt_args.target, modality, config_name=data_args.dataset_config,

@@ -12,13 +12,22 @@ from pathlib import Path
 from .errors import ConfigError
 
 
-def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[str] | None = None):
-    """Parse, then check every value (hftransfer.validation): bad input is one ConfigError line, never a usage block."""
+def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[str] | None = None,
+                      family_defaults: dict[str, dict] | None = None):
+    """Parse, then check every value (hftransfer.validation): bad input is one ConfigError line, never a usage block.
+
+    ``family_defaults`` maps a model family ('image', 'text') to defaults that apply when the chosen model is of that
+    family (a recipe that takes either, like domain_adapt.py: a text encoder does not train at a CNN's learning rate);
+    the family is read from the model's config before anything heavy is loaded."""
     from .validation import validate_recipe_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _recipe_parser(dataclass_types)
-    parser.set_defaults(**{**recipe_defaults, **_config_file_values(argv, dataclass_types, parser)})
+    from_file = _config_file_values(argv, dataclass_types, parser)
+    defaults = dict(recipe_defaults)
+    if family_defaults:
+        defaults.update(family_defaults[_model_family(argv, {**recipe_defaults, **from_file})])
+    parser.set_defaults(**{**defaults, **from_file})
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments.__post_init__ rejects some combinations with ValueError
@@ -28,6 +37,17 @@ def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[
     parsed = tuple(parsed[: len(dataclass_types)])  # drop the namespace holding --config
     validate_recipe_args(*parsed)
     return parsed
+
+
+def _model_family(argv: list[str], defaults: dict) -> str:
+    from .models import model_modality
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", default=defaults.get("model"))
+    pre.add_argument("--trust_remote_code", default=str(defaults.get("trust_remote_code", False)))
+    pre.error = _raise_config_error
+    known, _ = pre.parse_known_args(argv)
+    return model_modality(known.model, str(known.trust_remote_code).lower() in ("true", "1", "yes"))
 
 
 def _recipe_parser(dataclass_types: tuple):

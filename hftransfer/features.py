@@ -94,10 +94,12 @@ def _forward(model, dataset, collate_fn, batch_size: int, desc: str) -> Iterator
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    with torch.inference_mode(), capture_pooled_features(model) as features:
+    with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, leave=False):
             labels = batch.pop("labels")
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with capture_pooled_features(model, batch.get("attention_mask")) as features:
+                logits = model(**batch).logits
             yield features[0].flatten(1).float().cpu(), logits.float().cpu(), labels
 
 
@@ -114,7 +116,8 @@ def extract(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(features [N, D] float32, source_probs [N, Z] or None, labels [N]) of one split through a checkpoint.
 
-    Features are the input of the classification head (what a new head will see); source_probs are the softmax of the
+    Features are the input of the classification head (what a new head will see), or the pooling a sentence-transformers
+    checkpoint was trained with (hftransfer.models.groups.checkpoint_pooling); source_probs are the softmax of the
     checkpoint's own head, None when it has none. ``max_samples`` takes a seeded random subset, the same for every
     checkpoint, so scores of different candidates are computed on the same examples.
     """

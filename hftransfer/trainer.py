@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import math
 import os
 import time
 
@@ -17,6 +19,7 @@ from .metrics import compute_classification_metrics, predicted_classes
 from .models.groups import capture_pooled_features, head_module, head_parameter_names
 from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
 from .redact import redacted_args
+from .schedules import SCHEDULES
 
 
 def keep_freed_host_memory() -> None:
@@ -47,6 +50,8 @@ class TransferTrainer(Trainer):
 
     `strategy`: builds parameter groups (with learning-rate scales) and may freeze/unfreeze over training.
     `loss_components`: modules returning weighted scalar terms from an AdaptationContext; each is logged by name.
+    `report_datasets`: name -> dataset scored at every evaluation beside eval_dataset (as eval_<name>_<metric>), for
+    the record only: checkpoint selection reads eval_dataset alone (domain adaptation: the target validation split).
     Their own parameters (domain discriminators) train with the model's optimizer, are averaged across DDP ranks,
     are saved in checkpoints (`loss_components.safetensors`) and never in the exported classifier.
 
@@ -58,7 +63,7 @@ class TransferTrainer(Trainer):
     STATE_CHECKPOINT = "hftransfer_state.json"  # what the final report needs from before a resume (strategy phases)
     BUFFERS_CHECKPOINT = "model_buffers.safetensors"  # LoRA: the base model's buffers (BatchNorm running statistics)
 
-    def __init__(self, model=None, args=None, *rest, strategy=None, loss_components=(), **kwargs):
+    def __init__(self, model=None, args=None, *rest, strategy=None, loss_components=(), report_datasets=None, **kwargs):
         kwargs.setdefault("compute_metrics", compute_classification_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", predicted_classes)
         if strategy is not None:
@@ -67,6 +72,7 @@ class TransferTrainer(Trainer):
             model.to(memory_format=torch.channels_last)
         self.strategy = strategy
         self.loss_components = nn.ModuleList(loss_components)
+        self.report_datasets = dict(report_datasets or {})
         self._term_totals: dict[str, torch.Tensor] = {}
         super().__init__(model, args, *rest, **kwargs)
         if self.args.device.type == "cpu":
@@ -92,6 +98,7 @@ class TransferTrainer(Trainer):
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def train(self, *args, **kwargs):
+        self._apply_min_train_steps()
         self._terms_logged_at = None  # set to the first step this call trains: the resumed one after a resume
         self._term_totals = {}
         output = super().train(*args, **kwargs)
@@ -100,6 +107,18 @@ class TransferTrainer(Trainer):
 
             self.wise_ft = choose_wise_ft(self, self._wise_ft_start, self.args.wise_ft_alphas)
         return output
+
+    def epoch_steps(self) -> int:
+        """Optimizer steps in one epoch over the training set, as transformers counts them (all processes together)."""
+        batches = math.ceil(len(self.train_dataset) / (self.args.per_device_train_batch_size * self.args.world_size))
+        return max(1, batches // self.args.gradient_accumulation_steps)
+
+    def _apply_min_train_steps(self) -> None:
+        """--min_train_steps: a run that --num_train_epochs would keep shorter trains exactly that many steps."""
+        wanted = getattr(self.args, "min_train_steps", 0)
+        if wanted > 0 and self.args.max_steps <= 0 and self.train_dataset is not None:
+            if math.ceil(self.args.num_train_epochs * self.epoch_steps()) < wanted:
+                self.args.max_steps = wanted
 
     def _setup_loss_components(self) -> None:
         """Build discriminators for this model's feature size and snapshot starting weights (L2-SP), on its device."""
@@ -144,7 +163,24 @@ class TransferTrainer(Trainer):
         before an epoch-end evaluation continues as the uninterrupted run did (measured: text runs resumed at an
         epoch boundary diverged from the first step on)."""
         with _random_state_kept(self.args.device):
-            return super().evaluate(*args, **kwargs)
+            metrics = super().evaluate(*args, **kwargs)
+            bound = inspect.signature(super().evaluate).bind(*args, **kwargs).arguments
+            if bound.get("eval_dataset") is None and bound.get("metric_key_prefix", "eval") == "eval":
+                for name, dataset in self.report_datasets.items():  # reported beside the selection metric, never used
+                    metrics.update(super().evaluate(dataset, bound.get("ignore_keys"), f"eval_{name}"))
+            return metrics
+
+    def _determine_best_metric(self, metrics, trial) -> bool:
+        """--best_model_ties later: a checkpoint that equals the best metric so far replaces it (transformers keeps the
+        first). Domain adaptation's source validation accuracy saturates early while the target keeps improving."""
+        best = self.state.best_metric
+        if getattr(self.args, "best_model_ties", "earlier") == "later" and best is not None:
+            key = self.args.metric_for_best_model
+            value = metrics.get(key if key.startswith("eval_") else f"eval_{key}")
+            if value is not None and value == best:
+                self.state.best_global_step = self.state.global_step
+                return True
+        return super()._determine_best_metric(metrics, trial)
 
     # ---- optimisation ----
 
@@ -163,7 +199,13 @@ class TransferTrainer(Trainer):
         return super().create_optimizer(model)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
-        """The HF schedule times each layer group's strategy factor (LR scale, 0 while frozen)."""
+        """The HF schedule (or one of hftransfer.schedules) times each layer group's strategy factor (LR scale, 0 while
+        frozen)."""
+        if self.lr_scheduler is None and self.args.lr_scheduler_type in SCHEDULES:
+            factor = SCHEDULES.get(self.args.lr_scheduler_type)(
+                self.args.get_warmup_steps(num_training_steps), num_training_steps, **(self.args.lr_scheduler_kwargs or {}))
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
+            self._created_lr_scheduler = True
         scheduler = super().create_scheduler(num_training_steps, optimizer)
         if self.strategy is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
             return scheduler
@@ -181,7 +223,7 @@ class TransferTrainer(Trainer):
         return self.lr_scheduler
 
     def _component_param_groups(self, component: nn.Module) -> list[dict]:
-        """A component's parameters at its learning rate; biases and norm weights without weight decay: Trainer's rule
+        """A component's parameters at the new head's learning rate times its lr_scale; biases and norm weights without weight decay: Trainer's rule
         (get_decay_parameter_names), which finds norm layers by LayerNorm type or a 'norm' name, plus every other norm
         layer by type (a discriminator's BatchNorm1d is named like 'discriminator.1')."""
         norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -189,7 +231,8 @@ class TransferTrainer(Trainer):
                    for n, _ in module.named_parameters(recurse=False)}
         decay = set(self.get_decay_parameter_names(component)) - in_norm
         params = [(n, p) for n, p in component.named_parameters() if p.requires_grad]
-        lr = self.args.learning_rate * component.lr_scale
+        head_scale = getattr(self.strategy, "head_lr_scale", 1.0)  # a discriminator is new, like the head
+        lr = self.args.learning_rate * head_scale * component.lr_scale
         groups = [
             {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay,
              "name": f"{component.name}/decay", "lr": lr},
@@ -228,7 +271,7 @@ class TransferTrainer(Trainer):
         from .adaptation import AdaptationContext
 
         labels = inputs["labels"]
-        with capture_pooled_features(self.accelerator.unwrap_model(model)) as features:
+        with capture_pooled_features(self.accelerator.unwrap_model(model), inputs.get("attention_mask")) as features:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
         logits, pooled, n = outputs.logits, features[0], labels.shape[0]
         paired = logits.shape[0] > n  # rows past the labels are target-domain examples
@@ -278,7 +321,6 @@ class TransferTrainer(Trainer):
         """Each epoch's augmentation is keyed to (seed, epoch, example), independent of the global random state: set
         before the epoch's loader iterator (and its workers) start. See hftransfer.data.vision.ImageBatchTransform.
         Loss terms are averaged from the first step this train() call runs (the resumed step after a resume)."""
-        import inspect
 
         from .data.vision import set_augmentation_epoch
 

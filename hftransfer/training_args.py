@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from .schedules import SCHEDULES, check_schedule_kwargs
+
 
 def default_num_workers(training_on_cpu: bool = False) -> int:
     """Loader workers per process: enough to keep a GPU fed, never more than the cores this process may use.
@@ -37,6 +39,16 @@ class TransferTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=20, metadata={"help": "Log every N steps."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation checkpoint."})
     metric_for_best_model: str = field(default="accuracy", metadata={"help": "Validation metric that picks the best."})
+    min_train_steps: int = field(
+        default=0,
+        metadata={"help": "Train at least this many optimizer steps: when --num_train_epochs gives fewer (small data), "
+                  "the run trains exactly this many instead (--max_steps, when given, wins)."},
+    )
+    best_model_ties: str = field(
+        default="earlier",
+        metadata={"help": "When a checkpoint's metric_for_best_model equals the best so far: keep the 'earlier' one "
+                  "(transformers' rule) or take the 'later' one."},
+    )
     save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept besides the best one."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Batches are built by our transforms."})
     # The NaN/inf filter reads the loss back to the host every step: a sync we keep off the hot path.
@@ -54,6 +66,12 @@ class TransferTrainingArguments(TrainingArguments):
     )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'last' for the newest one in output_dir."}
+    )
+    lr_scheduler_type: str = field(
+        default="linear",
+        metadata={"help": "transformers' schedules (linear, cosine, constant, reduce_lr_on_plateau, ...) or "
+                  "'annealing': lr * (1 + gamma * progress) ** -power after the warm-up (DANN/TLlib; "
+                  "--lr_scheduler_kwargs '{\"gamma\": 10, \"power\": 0.75}')."},
     )
     wise_ft_alphas: list[float] | None = field(
         default=None,
@@ -78,8 +96,14 @@ class TransferTrainingArguments(TrainingArguments):
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every loader start
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
+        extra_schedule = self.lr_scheduler_type if self.lr_scheduler_type in SCHEDULES else None
+        if extra_schedule:  # transformers' own check knows only its SchedulerType names
+            check_schedule_kwargs(extra_schedule, self.lr_scheduler_kwargs or {})
+            self.lr_scheduler_type = "constant"
         if self.push_to_hub and not self.hub_model_id:  # checked before training, not after it
             from .errors import ConfigError
 
             raise ConfigError("--push_to_hub needs --hub_model_id namespace/name; add it or drop --push_to_hub")
         super().__post_init__()
+        if extra_schedule:
+            self.lr_scheduler_type = extra_schedule

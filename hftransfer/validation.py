@@ -206,6 +206,7 @@ def _check_training_length(args) -> None:
 
 
 def _check_best_model_selection(args) -> None:
+    check_choice("--best_model_ties", getattr(args, "best_model_ties", "earlier"), ("earlier", "later"))
     if args.load_best_model_at_end and str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
         raise ConfigError(
             "--eval_strategy no leaves nothing to pick the best model on (--load_best_model_at_end is on by default); "

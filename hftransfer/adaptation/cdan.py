@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from hftransfer.errors import ConfigError
 
-from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator,
-                   float32_math, module_device, warmup_factor)
+from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
+                   domain_discriminator, float32_math, module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
 
 
@@ -42,13 +42,14 @@ class CDANLoss(LossComponent):
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,
                  randomized: bool | None = None, randomized_dim: int = 1024, max_dim: int = 4096,
-                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float = 1.0, lr_scale: float = 1.0, seed: int = 0):
+                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float | None = None, lr_scale: float = 1.0, seed: int = 0):
         super().__init__(weight, warmup)
         self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
         self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
         self.entropy_conditioning = bool(entropy_conditioning)
         self.randomized, self.randomized_dim, self.max_dim = randomized, int(randomized_dim), int(max_dim)
-        self.schedule, self.gamma, self.max_coefficient = bool(schedule), float(gamma), float(max_coefficient)
+        self.schedule, self.gamma = bool(schedule), float(gamma)
+        self.max_coefficient = None if max_coefficient is None else float(max_coefficient)
         self.lr_scale = float(lr_scale)
         self.seed = int(seed)
         self.use_random_map = False
@@ -60,6 +61,8 @@ class CDANLoss(LossComponent):
 
     def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,
               num_classes: int | None = None, **kwargs: Any) -> None:
+        if self.max_coefficient is None:
+            self.max_coefficient = default_reversal_strength(model)
         if feature_dim is None or num_classes is None:
             raise ConfigError("loss component 'cdan' needs feature_dim and num_classes in setup()")
         feature_dim, num_classes = int(feature_dim), int(num_classes)
@@ -81,7 +84,8 @@ class CDANLoss(LossComponent):
     def coefficient(self, progress: float) -> float:
         """The gradient reversal's strength: max_coefficient x the DANN schedule x the warm-up factor."""
         ramp = dann_coefficient(progress, self.gamma) if self.schedule else 1.0
-        return self.max_coefficient * ramp * warmup_factor(progress, self.warmup)
+        strength = 1.0 if self.max_coefficient is None else self.max_coefficient
+        return strength * ramp * warmup_factor(progress, self.warmup)
 
     def multilinear_map(self, features: Tensor, probs: Tensor) -> Tensor:
         """``T(f, g)``: flattened outer product [B, D*C] or randomized map [B, randomized_dim], float32."""

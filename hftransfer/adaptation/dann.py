@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, domain_discriminator,
-                   module_device, warmup_factor)
+from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
+                   domain_discriminator, module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
 
 
@@ -20,9 +20,8 @@ class DANNLoss(LossComponent):
     The discriminator minimises the domain BCE, the feature extractor (through the reversal) maximises
     it. The reversal coefficient follows :func:`dann_coefficient` (``schedule=True``) scaled by
     ``max_coefficient``, or stays at ``max_coefficient``; ``warmup`` ramps it too (the discriminator's own loss keeps
-    its full weight, so it learns to tell the domains apart from the first step). ``lr_scale`` multiplies the
-    discriminator's learning rate (an adaptive optimizer moves the whole feature extractor at full speed; a slower
-    discriminator falls behind).
+    its full weight, so it learns to tell the domains apart from the first step). The discriminator is a new
+    network: it learns at the new head's rate (``--head_lr_scale`` x ``--learning_rate``) times ``lr_scale``.
     """
 
     name = "dann"
@@ -32,16 +31,19 @@ class DANNLoss(LossComponent):
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, schedule: bool = True, gamma: float = 10.0,
-                 max_coefficient: float = 1.0, lr_scale: float = 1.0):
+                 max_coefficient: float | None = None, lr_scale: float = 1.0):
         super().__init__(weight, warmup)
         self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
         self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
-        self.schedule, self.gamma, self.max_coefficient = bool(schedule), float(gamma), float(max_coefficient)
+        self.schedule, self.gamma = bool(schedule), float(gamma)
+        self.max_coefficient = None if max_coefficient is None else float(max_coefficient)
         self.lr_scale = float(lr_scale)
         self.discriminator: nn.Module | None = None
 
     def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,
               num_classes: int | None = None, **kwargs: Any) -> None:
+        if self.max_coefficient is None:
+            self.max_coefficient = default_reversal_strength(model)
         if feature_dim is None:
             self._require_setup(False, "feature_dim")
         self.discriminator = domain_discriminator(int(feature_dim), self.hidden_dim, self.num_layers,
@@ -53,7 +55,8 @@ class DANNLoss(LossComponent):
     def coefficient(self, progress: float) -> float:
         """The gradient reversal's strength: max_coefficient x the DANN schedule x the warm-up factor."""
         ramp = dann_coefficient(progress, self.gamma) if self.schedule else 1.0
-        return self.max_coefficient * ramp * warmup_factor(progress, self.warmup)
+        strength = 1.0 if self.max_coefficient is None else self.max_coefficient
+        return strength * ramp * warmup_factor(progress, self.warmup)
 
     def loss(self, ctx: AdaptationContext) -> Tensor:
         self._require_setup(self.discriminator is not None, "discriminator")

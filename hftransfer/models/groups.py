@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import torch
@@ -36,15 +37,63 @@ def head_parameter_names(model: nn.Module) -> set[str]:
     return {name for name, p in model.named_parameters() if id(p) in head_ids}
 
 
+def checkpoint_pooling(model: nn.Module) -> str:
+    """How the checkpoint's authors pooled token states into one vector: 'mean', 'max' or 'cls' from a
+    sentence-transformers Pooling config saved with it (modules.json), else 'head' (whatever the classifier reads).
+
+    A sentence-transformers model (e.g. all-MiniLM-L6-v2) was trained so that the mean of its token states carries the
+    sentence's meaning; its [CLS] pooler was never trained for that."""
+    return _saved_pooling(str(getattr(model, "name_or_path", "") or ""))
+
+
+@lru_cache(maxsize=64)
+def _saved_pooling(folder_name: str) -> str:
+    import json
+    from pathlib import Path
+
+    folder = Path(folder_name)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        pooling = next(m for m in modules if m.get("type", "").endswith("models.Pooling"))
+        config = json.loads((folder / pooling.get("path", "") / "config.json").read_text())
+    except (OSError, ValueError, StopIteration, AttributeError):
+        return "head"
+    for mode in ("mean", "max", "cls"):
+        if config.get(f"pooling_mode_{mode}_tokens") or config.get(f"pooling_mode_{mode}_token"):
+            return mode
+    return "mean" if config.get("pooling_mode_mean_sqrt_len_tokens") else "head"
+
+
+def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """[B, T, D] token states -> [B, D] by the checkpoint's pooling, padding excluded."""
+    if mode == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+
 @contextmanager
-def capture_pooled_features(model: nn.Module):
-    """Within the block, `features[0]` holds the last input of the head: the pooled features of that forward."""
+def capture_pooled_features(model: nn.Module, attention_mask: torch.Tensor | None = None):
+    """Within the block, `features[0]` holds the pooled features of that forward: the last input of the head, or,
+    for a text checkpoint saved with a sentence-transformers pooling (see :func:`checkpoint_pooling`) and given the
+    batch's `attention_mask`, its encoder's token states pooled that way."""
     features: list[torch.Tensor] = []
+    pooling = checkpoint_pooling(model) if attention_mask is not None else "head"
+    encoder = getattr(model, getattr(model, "base_model_prefix", ""), None) if pooling != "head" else None
 
-    def hook(_module, args):
-        features[:] = [args[0]]
+    if isinstance(encoder, nn.Module):
+        def hook(_module, _args, output):
+            hidden = output[0]  # last_hidden_state, in a tuple or a ModelOutput
+            features[:] = [pool_tokens(hidden, attention_mask, pooling)]
 
-    handle = head_module(model).register_forward_pre_hook(hook)
+        handle = encoder.register_forward_hook(hook)
+    else:
+        def hook(_module, args):
+            features[:] = [args[0]]
+
+        handle = head_module(model).register_forward_pre_hook(hook)
     try:
         yield features
     finally:

@@ -1,0 +1,48 @@
+"""Learning-rate schedules the toolkit adds to transformers' `--lr_scheduler_type` choices.
+
+    --lr_scheduler_type annealing                       # DANN/TLlib: lr * (1 + gamma * p) ** -power, p = progress
+    --lr_scheduler_type annealing --lr_scheduler_kwargs '{"gamma": 10, "power": 0.75}'
+
+Every schedule here is a multiplier of the step, so the trainer composes it with each layer group's strategy factor
+exactly as it does transformers' own LambdaLR schedules.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .errors import ConfigError
+from .registry import Registry
+
+ScheduleFactory = Callable[..., Callable[[int], float]]
+SCHEDULES: Registry[ScheduleFactory] = Registry("learning-rate schedule")
+
+
+@SCHEDULES.register("annealing")
+def annealing(num_warmup_steps: int, num_training_steps: int, gamma: float = 10.0,
+              power: float = 0.75) -> Callable[[int], float]:
+    """Ganin et al. (2016) and TLlib's domain-adaptation schedule: linear warm-up, then lr * (1 + gamma * p) ** -power,
+    p the fraction of the post-warm-up steps done (at the end of training, 10 and 0.75 leave 0.166 of the peak)."""
+    if gamma < 0 or power < 0:
+        raise ConfigError(f"annealing schedule needs gamma >= 0 and power >= 0, got {gamma} and {power}; "
+                          "pass --lr_scheduler_kwargs '{\"gamma\": 10, \"power\": 0.75}'")
+    decay_steps = max(1, num_training_steps - num_warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < num_warmup_steps:
+            return (step + 1) / (num_warmup_steps + 1)
+        progress = min(1.0, (step - num_warmup_steps) / decay_steps)
+        return (1.0 + gamma * progress) ** -power
+
+    return factor
+
+
+def check_schedule_kwargs(name: str, kwargs: dict) -> None:
+    """Unknown --lr_scheduler_kwargs for one of these schedules fail at parse time, not at the first step."""
+    import inspect
+
+    allowed = [p for p in inspect.signature(SCHEDULES.get(name)).parameters if not p.startswith("num_")]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(f"--lr_scheduler_kwargs has {', '.join(unknown)}, which the {name} schedule does not take; "
+                          f"use {', '.join(allowed)}")

@@ -3,6 +3,7 @@
     python benchmarks/domain_adaptation.py                        # everything, 3 seeds (about an hour on 2 CPU cores)
     python benchmarks/domain_adaptation.py --tasks digits-mnist5k --seeds 0
     python benchmarks/domain_adaptation.py --markdown README-table.md   # also write the tables as Markdown
+    python benchmarks/domain_adaptation.py --readme benchmarks/results/domain_adaptation.json  # README from the JSON
 
 Every run goes through recipes/domain_adapt.py (or recipes/image_cls.py for L2-SP) with the same budget per task;
 the checkpoint is selected on *source* validation and the target test split is scored only for this report. Each
@@ -114,7 +115,13 @@ def main():
     parser.add_argument("--no-l2sp", action="store_true", help="Skip the L2-SP few-label comparison.")
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_domain_adaptation"))
     parser.add_argument("--markdown", help="Also write the tables as Markdown to this file.")
+    parser.add_argument("--readme", metavar="JSON",
+                        help="Run nothing: rewrite README.md's tables from this report (e.g. the committed "
+                             "benchmarks/results/domain_adaptation.json).")
     args = parser.parse_args()
+    if args.readme:
+        update_readme(json.loads(Path(args.readme).read_text()), REPO / "README.md")
+        return
     work = Path(args.work)
     if "tweets-rotten_tomatoes" in args.tasks:
         ensure_rotten_tomatoes()
@@ -158,6 +165,17 @@ def main():
     if args.markdown:
         Path(args.markdown).write_text(markdown(report))
     print(json.dumps(report, indent=2))
+
+
+README_BEGIN = "<!-- tables: python benchmarks/domain_adaptation.py --readme benchmarks/results/domain_adaptation.json -->"
+README_END = "<!-- end of tables -->"
+
+
+def update_readme(report: dict, readme: Path) -> None:
+    """Replace what lies between the README's table markers with the tables of `report`."""
+    text = readme.read_text()
+    start, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    readme.write_text(text[:start] + "\n\n" + markdown(report).strip() + "\n\n" + text[end:])
 
 
 def ensure_rotten_tomatoes() -> None:

@@ -87,7 +87,7 @@ def write_model_card(
     out = Path(output_dir)
     secrets = _secrets(training_args)
     inputs = {
-        "model_name": model_name or (repo_id or os.path.abspath(out)).rstrip("/").split("/")[-1],
+        "model_name": model_name or _folder_name(repo_id or os.path.abspath(out)),
         "base_model": _public_source(base_model),
         "datasets": [_public_source(d) for d in datasets],
         "task": task,
@@ -309,6 +309,13 @@ def _warmup(steps: float, ratio: float | None) -> dict:
     if ratio:
         return {"lr_scheduler_warmup_ratio": ratio}
     return {"lr_scheduler_warmup_ratio" if 0 < steps < 1 else "lr_scheduler_warmup_steps": steps}
+
+
+def _folder_name(path: str) -> str:
+    """The model's name from its folder: a run writes its card in `<output_dir>.partial` (hftransfer.outputs)."""
+    from .outputs import PARTIAL_SUFFIX
+
+    return path.rstrip("/").split("/")[-1].removesuffix(PARTIAL_SUFFIX)
 
 
 def framework_versions() -> dict[str, str]:

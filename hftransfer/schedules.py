@@ -46,3 +46,42 @@ def check_schedule_kwargs(name: str, kwargs: dict) -> None:
     if unknown:
         raise ConfigError(f"--lr_scheduler_kwargs has {', '.join(unknown)}, which the {name} schedule does not take; "
                           f"use {', '.join(allowed)}")
+
+
+class PlateauWithFactors:
+    """A ReduceLROnPlateau whose reductions act on each optimizer group's own learning rate, times a factor per group
+    and step (a strategy's head scale, layer decay, 0 while frozen), which transformers' plateau schedule would drop.
+
+    The plateau rule sees the unscaled rates (so a frozen group's 0 never sticks); :meth:`apply` sets each group's
+    rate for the coming step."""
+
+    def __new__(cls, optimizer, factors, **plateau_options):
+        import torch
+
+        class _Plateau(torch.optim.lr_scheduler.ReduceLROnPlateau):  # transformers steps it by this type, with metrics
+            def __init__(self):
+                super().__init__(optimizer, **plateau_options)
+                self.factors = factors
+                self.unscaled = [group["lr"] for group in optimizer.param_groups]
+                self.current_step = 0
+                self.apply(0)
+
+            def step(self, metrics, epoch=None):  # type: ignore[override]
+                for group, lr in zip(self.optimizer.param_groups, self.unscaled):
+                    group["lr"] = lr
+                super().step(metrics, epoch) if epoch is not None else super().step(metrics)
+                self.unscaled = [group["lr"] for group in self.optimizer.param_groups]
+                self.apply(self.current_step)
+
+            def state_dict(self):  # the factors are functions of the strategy, rebuilt with it, not saved
+                return {k: v for k, v in super().state_dict().items() if k != "factors"}
+
+            def load_state_dict(self, state_dict):
+                super().load_state_dict({k: v for k, v in state_dict.items() if k != "factors"})
+
+            def apply(self, step: int) -> None:
+                self.current_step = step
+                for group, lr, factor in zip(self.optimizer.param_groups, self.unscaled, self.factors):
+                    group["lr"] = lr * factor(step)
+
+        return _Plateau()

@@ -19,7 +19,7 @@ from .metrics import compute_classification_metrics, predicted_classes
 from .models.groups import capture_pooled_features, head_module, head_parameter_names
 from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
 from .redact import redacted_args
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, PlateauWithFactors
 
 
 def keep_freed_host_memory() -> None:
@@ -207,14 +207,20 @@ class TransferTrainer(Trainer):
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
             self._created_lr_scheduler = True
         scheduler = super().create_scheduler(num_training_steps, optimizer)
-        if self.strategy is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        if self.strategy is None:
             return scheduler
         optimizer = optimizer or self.optimizer
-        schedule = scheduler.lr_lambdas[0]
         factors = [
             self.strategy.scheduler_factor(g["layer_group"]) if "layer_group" in g else (lambda step: 1.0)
             for g in optimizer.param_groups
         ]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.lr_scheduler = PlateauWithFactors(optimizer, factors, **(self.args.lr_scheduler_kwargs or {}))
+            self.add_callback(_ApplyPlateauFactors(self))
+            return self.lr_scheduler
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return scheduler
+        schedule = scheduler.lr_lambdas[0]
         for group in optimizer.param_groups:  # undo the first step LambdaLR already applied
             group["lr"] = group["initial_lr"]
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -280,7 +286,8 @@ class TransferTrainer(Trainer):
             features_target=pooled[n:] if paired else None, logits_target=logits[n:] if paired else None,
             progress=self.state.global_step / max(1, self.state.max_steps), model=self.accelerator.unwrap_model(model),
         )
-        per_example = nn.functional.cross_entropy(logits[:n].float(), labels, reduction="none")
+        per_example = nn.functional.cross_entropy(logits[:n].float(), labels, reduction="none",
+                                                  label_smoothing=self.args.label_smoothing_factor)
         for component in self.loss_components:
             weights = component.source_loss_weights(context)
             if weights is not None:
@@ -589,3 +596,22 @@ class _ZeroComponentGradients(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self._zero()
+
+
+class _ApplyPlateauFactors(TrainerCallback):
+    """Sets each optimizer group's rate for the coming step under PlateauWithFactors (a LambdaLR does this itself when
+    it steps after each optimizer step)."""
+
+    def __init__(self, trainer: "TransferTrainer"):
+        self.trainer = trainer
+
+    def _apply(self, state) -> None:
+        scheduler = self.trainer.lr_scheduler
+        if hasattr(scheduler, "factors"):
+            scheduler.apply(state.global_step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._apply(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._apply(state)

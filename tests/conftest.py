@@ -112,5 +112,10 @@ def text_recipe():
     return load_recipe("text_cls")
 
 
+@pytest.fixture(scope="session")
+def domain_recipe():
+    return load_recipe("domain_adapt")
+
+
 def pytest_configure(config):
     sys.path.insert(0, str(HELPERS))

@@ -5,18 +5,12 @@ pooling a sentence-transformers checkpoint was trained with, used for the domain
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 
-from conftest import build_tiny_bert, load_recipe
+from conftest import build_tiny_bert
 from hftransfer.errors import HFTransferError
-
-
-@pytest.fixture(scope="module")
-def domain_recipe():
-    return load_recipe("domain_adapt")
 
 
 def da_args(model_dir, output_dir, *extra: str) -> list[str]:
@@ -231,20 +225,22 @@ def test_target_scores_are_reported_at_every_evaluation_not_used_for_selection(d
     assert best == max(e["eval_accuracy"] for e in evaluations)  # source validation picks
     target_test = json.loads((out / "target_test_results.json").read_text())
     assert target_test["target_test_accuracy_last_checkpoint"] == target_curve[1]["eval_target_test_accuracy"]
-    assert "honest" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "honest" in card
+    assert "- name: out\n" in card and ".partial" not in card  # named after the output folder, not its staging one
 
 
 # ---------------------------------------------------------------- defaults by the model's family
 
 @pytest.mark.parametrize("family", ["image", "text"])
-def test_domain_adapt_defaults_follow_the_model_family(tiny_timm_dir, tiny_bert_dir, family):
+def test_domain_adapt_defaults_follow_the_model_family(domain_recipe, tiny_timm_dir, tiny_bert_dir, family):
     """A text encoder does not learn at a CNN's learning rate (measured: 1e-3 left MiniLM at 0.52 on a balanced
     binary source): the recipe's defaults come from the family of --model; flags still win."""
     from hftransfer.arguments import AdaptationArguments, DomainDataArguments, ModelArguments, StrategyArguments
     from hftransfer.config import parse_recipe_args
     from hftransfer.training_args import TransferTrainingArguments
 
-    recipe = load_recipe("domain_adapt")
+    recipe = domain_recipe
     model = str(tiny_timm_dir if family == "image" else tiny_bert_dir)
     types = (ModelArguments, DomainDataArguments, AdaptationArguments, StrategyArguments, TransferTrainingArguments)
 

@@ -7,13 +7,8 @@ import math
 
 import pytest
 
-from conftest import load_recipe, tiny_image_args, torchrun_two_ranks
+from conftest import tiny_image_args, torchrun_two_ranks
 from hftransfer.errors import HFTransferError
-
-
-@pytest.fixture(scope="module")
-def domain_recipe():
-    return load_recipe("domain_adapt")
 
 
 def tiny_da_args(model_dir, output_dir, *extra: str) -> list[str]:
@@ -432,3 +427,19 @@ def test_discriminator_learns_from_step_one_during_warmup(tmp_path, method):
     warm_one.train()
     assert_same_weights(warm_one.model, plain.model, atol=0)
 
+
+
+def test_label_smoothing_is_kept_when_a_loss_component_is_added(tmp_path):
+    """--label_smoothing_factor applies to the task loss with a component as without one (it used to become plain
+    cross-entropy as soon as a regularizer or DA method was added)."""
+    import torch
+
+    batches = paired_batches(1)
+    trainer = component_trainer(tmp_path, batches, method="dann", weight=0.0)
+    trainer.args.label_smoothing_factor = 0.2
+    model = trainer.model.train()
+    loss = trainer.compute_loss(model, dict(batches[0]))
+    logits = model(batches[0]["x"]).logits[:ROWS]
+    expected = torch.nn.functional.cross_entropy(logits, batches[0]["labels"], label_smoothing=0.2)
+    plain = torch.nn.functional.cross_entropy(logits, batches[0]["labels"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and abs(expected.item() - plain.item()) > 1e-3

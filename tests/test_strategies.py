@@ -203,3 +203,30 @@ def test_gradual_resume_mid_schedule_equals_uninterrupted_run(tiny_timm_dir, tmp
     groups = [g.name for g in resumed.strategy.groups]
     assert resumed.strategy.phases == uninterrupted.strategy.phases
     assert [(p.start_step, p.trainable) for p in resumed.strategy.phases[:2]] == [(0, groups[-1:]), (2, groups[-2:])]
+
+
+def test_reduce_lr_on_plateau_keeps_each_groups_factor(tiny_timm_dir, tmp_path):
+    """transformers' plateau schedule is not a LambdaLR: the strategy's per-group factors (here the head's 10x and
+    gradual unfreezing's 0 while frozen) used to be dropped with it. Reductions now scale every group alike."""
+    loaded = load_classifier(str(tiny_timm_dir), ["a", "b", "c"], "image", image_size=32)
+    strategy = build_strategy(StrategyArguments(strategy="gradual", head_lr_scale=10.0, unfreeze_unit="step",
+                                                unfreeze_every=3))
+    args = TransferTrainingArguments(
+        output_dir=str(tmp_path), max_steps=STEPS, per_device_train_batch_size=8, learning_rate=BASE_LR,
+        lr_scheduler_type="reduce_lr_on_plateau", warmup_steps=0, eval_strategy="steps", eval_steps=2,
+        save_strategy="no", load_best_model_at_end=False, dataloader_num_workers=0, logging_steps=1, seed=0,
+        disable_tqdm=True, report_to="none",
+        lr_scheduler_kwargs={"factor": 0.5, "patience": 0, "mode": "max", "threshold": 1.0},  # reduce at every eval
+    )
+    record = RecordLR()
+    trainer = TransferTrainer(model=loaded.model, args=args, train_dataset=RandomImages(),
+                              eval_dataset=RandomImages(16), strategy=strategy, callbacks=[record])
+    trainer.train()
+    names = [g.name for g in trainer.strategy.groups]
+    for step, lrs in enumerate(record.lrs):
+        reductions = max(0, step // 2 - 1)  # evaluations after steps 2 and 4: the first sets the best, then halve
+        base = BASE_LR * 0.5**reductions
+        assert lrs["head"] == pytest.approx(10 * base), step
+        for depth, name in enumerate(reversed(names[:-1]), start=1):
+            expected = base if depth <= step // 3 else 0.0
+            assert lrs[name] == pytest.approx(expected), (step, name)

@@ -50,10 +50,10 @@ class TransferTrainer(Trainer):
 
     `strategy`: builds parameter groups (with learning-rate scales) and may freeze/unfreeze over training.
     `loss_components`: modules returning weighted scalar terms from an AdaptationContext; each is logged by name.
-    `report_datasets`: name -> dataset scored at every evaluation beside eval_dataset (as eval_<name>_<metric>), for
-    the record only: checkpoint selection reads eval_dataset alone (domain adaptation: the target validation split).
     Their own parameters (domain discriminators) train with the model's optimizer, are averaged across DDP ranks,
     are saved in checkpoints (`loss_components.safetensors`) and never in the exported classifier.
+    `report_datasets`: name -> dataset scored at every evaluation beside eval_dataset (as eval_<name>_<metric>), for
+    the record only: checkpoint selection reads eval_dataset alone (domain adaptation: the target's splits).
 
     Paired domain-adaptation batches (hftransfer.data.paired) carry `labels` for the first rows only: every row
     past `len(labels)` is an unlabelled target-domain example, seen by the components but not by the task loss.
@@ -116,7 +116,7 @@ class TransferTrainer(Trainer):
     def _apply_min_train_steps(self) -> None:
         """--min_train_steps: a run that --num_train_epochs would keep shorter trains exactly that many steps."""
         wanted = getattr(self.args, "min_train_steps", 0)
-        if wanted > 0 and self.args.max_steps <= 0 and self.train_dataset is not None:
+        if wanted > 0 and self.args.max_steps <= 0 and hasattr(self.train_dataset, "__len__"):
             if math.ceil(self.args.num_train_epochs * self.epoch_steps()) < wanted:
                 self.args.max_steps = wanted
 
@@ -200,7 +200,7 @@ class TransferTrainer(Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """The HF schedule (or one of hftransfer.schedules) times each layer group's strategy factor (LR scale, 0 while
-        frozen)."""
+        frozen); reduce_lr_on_plateau, which is no LambdaLR, keeps the factors through PlateauWithFactors."""
         if self.lr_scheduler is None and self.args.lr_scheduler_type in SCHEDULES:
             factor = SCHEDULES.get(self.args.lr_scheduler_type)(
                 self.args.get_warmup_steps(num_training_steps), num_training_steps, **(self.args.lr_scheduler_kwargs or {}))
@@ -229,9 +229,9 @@ class TransferTrainer(Trainer):
         return self.lr_scheduler
 
     def _component_param_groups(self, component: nn.Module) -> list[dict]:
-        """A component's parameters at the new head's learning rate times its lr_scale; biases and norm weights without weight decay: Trainer's rule
-        (get_decay_parameter_names), which finds norm layers by LayerNorm type or a 'norm' name, plus every other norm
-        layer by type (a discriminator's BatchNorm1d is named like 'discriminator.1')."""
+        """A component's parameters at the new head's learning rate times its lr_scale; biases and norm weights without
+        weight decay: Trainer's rule (get_decay_parameter_names), which finds norm layers by LayerNorm type or a 'norm'
+        name, plus every other norm layer by type (a discriminator's BatchNorm1d is named like 'discriminator.1')."""
         norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
         in_norm = {f"{m}.{n}" if m else n for m, module in component.named_modules() if isinstance(module, norms)
                    for n, _ in module.named_parameters(recurse=False)}

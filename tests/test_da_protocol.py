@@ -264,3 +264,18 @@ def test_min_train_steps_lengthens_a_short_run_and_max_steps_wins(domain_recipe,
     fixed = domain_recipe.main(da_args(tiny_timm_dir, tmp_path / "b", "--method", "dann", "--max_steps", "2",
                                        "--min_train_steps", "7"))
     assert fixed.state.global_step == 2
+
+
+def test_readme_tables_are_the_committed_benchmark_json():
+    """README.md's domain-adaptation tables are rendered from benchmarks/results/domain_adaptation.json, not typed."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_da", repo / "benchmarks" / "domain_adaptation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = json.loads((repo / "benchmarks" / "results" / "domain_adaptation.json").read_text())
+    readme = (repo / "README.md").read_text()
+    between = readme[readme.index(bench.README_BEGIN) + len(bench.README_BEGIN): readme.index(bench.README_END)]
+    assert between.strip() == bench.markdown(report).strip()

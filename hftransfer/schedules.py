@@ -37,15 +37,32 @@ def annealing(num_warmup_steps: int, num_training_steps: int, gamma: float = 10.
     return factor
 
 
-def check_schedule_kwargs(name: str, kwargs: dict) -> None:
-    """Unknown --lr_scheduler_kwargs for one of these schedules fail at parse time, not at the first step."""
+def check_schedule_kwargs(name: str, kwargs: dict | str | None) -> None:
+    """Bad --lr_scheduler_kwargs for one of these schedules (unknown names, values the schedule rejects) fail at parse
+    time, not at the first step: the schedule is built once here, as the trainer will build it. From the command line
+    the value is still the JSON text that TrainingArguments parses later."""
     import inspect
+    import json
 
-    allowed = [p for p in inspect.signature(SCHEDULES.get(name)).parameters if not p.startswith("num_")]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
+    if isinstance(kwargs, str):
+        try:
+            kwargs = json.loads(kwargs) if kwargs.strip() else {}
+        except ValueError:
+            raise ConfigError(f"--lr_scheduler_kwargs {kwargs!r} is not JSON; write e.g. "
+                              "'{\"gamma\": 10, \"power\": 0.75}'") from None
+    kwargs = kwargs or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--lr_scheduler_kwargs must be a JSON object, got {kwargs!r}; "
+                          "write e.g. '{\"gamma\": 10}'")
+    factory = SCHEDULES.get(name)
+    try:
+        inspect.signature(factory).bind(0, 1, **kwargs)
+    except TypeError:
+        allowed = [p for p in inspect.signature(factory).parameters if not p.startswith("num_")]
+        unknown = sorted(set(kwargs) - set(allowed))
         raise ConfigError(f"--lr_scheduler_kwargs has {', '.join(unknown)}, which the {name} schedule does not take; "
-                          f"use {', '.join(allowed)}")
+                          f"use {', '.join(allowed)}") from None
+    factory(0, 1, **kwargs)
 
 
 class PlateauWithFactors:

@@ -98,7 +98,7 @@ class TransferTrainingArguments(TrainingArguments):
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
         extra_schedule = self.lr_scheduler_type if self.lr_scheduler_type in SCHEDULES else None
         if extra_schedule:  # transformers' own check knows only its SchedulerType names
-            check_schedule_kwargs(extra_schedule, self.lr_scheduler_kwargs or {})
+            check_schedule_kwargs(extra_schedule, self.lr_scheduler_kwargs)
             self.lr_scheduler_type = "constant"
         if self.push_to_hub and not self.hub_model_id:  # checked before training, not after it
             from .errors import ConfigError

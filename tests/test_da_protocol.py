@@ -55,6 +55,7 @@ def test_annealing_schedule_per_group_lrs_and_sgd_nesterov(domain_recipe, tiny_t
     trainer, history = run_recording(domain_recipe, da_args(
         tiny_timm_dir, tmp_path / "out", "--method", "dann", "--max_steps", str(steps), "--learning_rate", str(lr),
         "--warmup_steps", str(warmup), "--lr_scheduler_type", "annealing", "--head_lr_scale", "10",
+        "--lr_scheduler_kwargs", '{"gamma": 10, "power": 0.75}',  # the command-line form (JSON text)
         "--optim", "sgd", "--optim_args", "momentum=0.9,nesterov=True", "--method_options", "lr_scale=2",
     ))
     optimizer = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
@@ -73,11 +74,14 @@ def test_annealing_schedule_per_group_lrs_and_sgd_nesterov(domain_recipe, tiny_t
     assert "annealing" in card
 
 
-def test_annealing_schedule_options_are_checked_at_parse_time(domain_recipe, tiny_timm_dir, tmp_path):
-    with pytest.raises(HFTransferError, match="does not take"):
+@pytest.mark.parametrize("kwargs, message", [('{"gama": 10}', "does not take"), ('{"gamma": -1}', "gamma >= 0"),
+                                             ("gamma=10", "not JSON")])
+def test_annealing_schedule_options_are_checked_at_parse_time(domain_recipe, tiny_timm_dir, tmp_path, kwargs,
+                                                              message):
+    with pytest.raises(HFTransferError, match=message):
         domain_recipe.main(da_args(tiny_timm_dir, tmp_path / "out", "--lr_scheduler_type", "annealing",
-                                   "--lr_scheduler_kwargs", '{"gama": 10}'))
-    assert not (tmp_path / "out").exists()
+                                   "--lr_scheduler_kwargs", kwargs))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
 
 
 def test_discriminator_shape_and_reversal_schedule_are_options(domain_recipe, tiny_timm_dir, tmp_path):

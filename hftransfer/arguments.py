@@ -80,6 +80,15 @@ class StrategyArguments:
     layer_decay: float | None = field(
         default=None, metadata={"help": "Layer-wise LR decay per group from the head (llrd default 0.75; composes)."}
     )
+    head_init: str | None = field(
+        default=None,
+        metadata={"help": "How the new head starts: 'fit' (multinomial logistic regression on the frozen backbone's "
+                  "features, by L-BFGS, before the first step) or 'random'. Default: 'fit' for linear_probe and lp_ft, "
+                  "'random' otherwise."},
+    )
+    head_fit_c: float = field(
+        default=1.0, metadata={"help": "head_init fit: inverse L2 strength, as scikit-learn LogisticRegression's C."}
+    )
     unfreeze_every: float = field(default=1.0, metadata={"help": "gradual: unfreeze one more group every N units."})
     unfreeze_unit: str = field(default="epoch", metadata={"help": "gradual: 'epoch' or 'step'."})
     groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})

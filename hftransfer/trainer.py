@@ -97,16 +97,27 @@ class TransferTrainer(Trainer):
                               "--strategy or drop --wise_ft_alphas")
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
-    def train(self, *args, **kwargs):
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
         self._apply_min_train_steps()
+        if self.strategy is not None and self.strategy.head_init == "fit" and not resume_from_checkpoint:
+            self._fit_head()  # a resumed run's head comes from its checkpoint
         self._terms_logged_at = None  # set to the first step this call trains: the resumed one after a resume
         self._term_totals = {}
-        output = super().train(*args, **kwargs)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
         if self._wise_ft_start is not None:
             from .weights import choose_wise_ft
 
             self.wise_ft = choose_wise_ft(self, self._wise_ft_start, self.args.wise_ft_alphas)
         return output
+
+    def _fit_head(self) -> None:
+        from .head_fit import fit_head
+
+        record = fit_head(self, c=self.strategy.head_fit_c)
+        self.strategy.head_fit = record
+        if record and self.is_world_process_zero():
+            print(f"[hftransfer] head fitted by logistic regression on {record['examples']:,d} training examples' "
+                  f"features (C={record['c']:g}): training accuracy {record['train_accuracy']:.4f}", flush=True)
 
     def epoch_steps(self) -> int:
         """Optimizer steps in one epoch over the training set, as transformers counts them (all processes together)."""

@@ -125,8 +125,9 @@ class ImageBatchTransform:
     persistent loader workers see the new epoch too.
     """
 
-    def __init__(self, transform, column: str, augment: bool = False):
+    def __init__(self, transform, column: str, augment: bool = False, plain_transform=None):
         self.transform = transform
+        self.plain_transform = plain_transform  # the same rows without augmentation (`unaugmented`)
         self.column = column
         self.seeding = None
         if augment:
@@ -210,6 +211,22 @@ def augmentation_keys(dataset, keys: list[int]):
         transform.keys = None
 
 
+@contextmanager
+def unaugmented(dataset):
+    """Within the block, a training dataset's rows come as the evaluation transform makes them (no augmentation)."""
+    datasets_ = [getattr(dataset, "source", None), getattr(dataset, "target", None)] if hasattr(dataset, "source") \
+        else [dataset]
+    transforms = [t for t in map(_augmenting_transform, datasets_) if t is not None and t.plain_transform is not None]
+    saved = [t.transform for t in transforms]
+    for t in transforms:
+        t.transform = t.plain_transform
+    try:
+        yield
+    finally:
+        for t, transform in zip(transforms, saved):
+            t.transform = transform
+
+
 def prepare_image_splits(data, processor, *, hflip: float | None, crop_scale_min: float, verify: bool = True):
     """Attach on-the-fly transforms: augmentation for train, the processor's own eval transform elsewhere."""
     from datasets import Image
@@ -224,7 +241,8 @@ def prepare_image_splits(data, processor, *, hflip: float | None, crop_scale_min
     for name, split in splits.items():
         if name == "train":  # each training row's augmentation is keyed to its row number
             split = split.add_column(ROW_COLUMN, list(range(len(split))))
-            prepared[name] = split.with_transform(ImageBatchTransform(train_transform, data.input_column, augment=True))
+            prepared[name] = split.with_transform(ImageBatchTransform(train_transform, data.input_column, augment=True,
+                                                                      plain_transform=eval_transform))
         else:
             prepared[name] = split.with_transform(ImageBatchTransform(eval_transform, data.input_column))
     return prepared

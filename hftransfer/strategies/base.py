@@ -40,17 +40,26 @@ class Strategy:
 
     name = "base"
     default_norm_statistics = "update"  # BatchNorm running statistics of training layers move with the data
+    default_head_init = "random"  # or "fit": logistic regression on the frozen features first (hftransfer.head_fit)
 
     def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, norm_statistics: str | None = None,
-                 **options):
+                 head_init: str | None = None, head_fit_c: float = 1.0, **options):
+        from ..errors import ConfigError
+
         norm_statistics = norm_statistics or self.default_norm_statistics
         if norm_statistics not in ("update", "pretrained"):
-            from ..errors import ConfigError
-
             raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {norm_statistics!r}")
+        head_init = head_init or self.default_head_init
+        if head_init not in ("random", "fit"):
+            raise ConfigError(f"--head_init must be 'random' or 'fit', got {head_init!r}")
+        if not head_fit_c > 0:
+            raise ConfigError(f"--head_fit_c must be a positive number, got {head_fit_c!r}")
         self.head_lr_scale = head_lr_scale
         self.layer_decay = layer_decay
         self.norm_statistics = norm_statistics
+        self.head_init = head_init
+        self.head_fit_c = head_fit_c
+        self.head_fit: dict | None = None  # what the fit did, for the record
         self.options = options
         self.groups: list[LayerGroup] = []
         self.steps_per_epoch = 1.0
@@ -82,7 +91,8 @@ class Strategy:
 
     def describe(self) -> dict:
         return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay,
-                "norm_statistics": self.norm_statistics, **self.options}
+                "norm_statistics": self.norm_statistics, "head_init": self.head_init,
+                **({"head_fit_c": self.head_fit_c} if self.head_init == "fit" else {}), **self.options}
 
     # ---- machinery ----
 
@@ -171,15 +181,16 @@ class Strategy:
 
     def state_dict(self) -> dict:
         """What a checkpoint keeps: the phases so far, so a resumed run's record and model card list every phase."""
-        return {"phases": [asdict(p) for p in self.phases]}
+        return {"phases": [asdict(p) for p in self.phases], "head_fit": self.head_fit}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the phases of the run before its checkpoint (the step-indexed schedule itself needs nothing)."""
         self.phases = [Phase(**p) for p in state.get("phases", [])]
+        self.head_fit = state.get("head_fit")
 
     def save(self, output_dir: str | Path) -> None:
         record = {"strategy": self.describe(), "phases": [asdict(p) for p in self.phases],
-                  "groups": [g.name for g in self.groups]}
+                  "groups": [g.name for g in self.groups], "head_fit": self.head_fit}
         Path(output_dir, "transfer_strategy.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

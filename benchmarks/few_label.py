@@ -1,0 +1,134 @@
+"""Few-label transfer: each strategy against logistic regression on the same frozen features; prints one JSON object.
+
+    python benchmarks/few_label.py                                  # every setting and strategy, seeds 0-2
+    python benchmarks/few_label.py --settings mnist5k-10 --strategies full linear_probe --seeds 0
+    python benchmarks/few_label.py --markdown few_label.md          # also the table as Markdown
+
+Each strategy run is the real recipe (recipes/image_cls.py or recipes/text_cls.py) with its defaults, changed only by
+the setting's data arguments (the labelled subset) and --strategy/--seed. The floor of each setting and seed is
+scikit-learn's LogisticRegression (default C=1) on the frozen checkpoint's features of the same labelled examples
+(hftransfer.features.extract: the head's input, or the pooling a sentence-transformers checkpoint was trained with),
+scored on the same test split. Finished runs are cached under --work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from strategies import STRATEGIES, load_main  # noqa: E402  (same folder)
+
+REPO = Path(__file__).resolve().parents[1]
+# setting -> (recipe, model, dataset, image size or None, the data arguments that make it few-label)
+SETTINGS = {
+    "mnist5k-10": ("image_cls", "efficientnet_lite0", "mnist5k", 64, ["--samples_per_class", "10"]),
+    "tweets-10": ("text_cls", "minilm", "tweets", None, ["--samples_per_class", "10", "--max_eval_samples", "1000"]),
+    "tweets-2000": ("text_cls", "minilm", "tweets", None, ["--max_train_samples", "2000", "--max_eval_samples", "1000"]),
+}
+
+
+def option(argv: list[str], name: str) -> int | None:
+    return int(argv[argv.index(name) + 1]) if name in argv else None
+
+
+def cached(path: Path, compute) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return result
+
+
+def logistic_regression_floor(setting: str, seed: int) -> dict:
+    """Test accuracy of LogisticRegression on the frozen features of the setting's labelled examples for this seed."""
+    from sklearn.linear_model import LogisticRegression
+
+    from hftransfer.data.loading import load_classification_data
+    from hftransfer.features import extract
+
+    _, model, dataset, image_size, data_args = SETTINGS[setting]
+    modality = "image" if image_size else "text"
+    data = load_classification_data(dataset, modality, seed=seed, samples_per_class=option(data_args, "--samples_per_class"),
+                                    max_train_samples=option(data_args, "--max_train_samples"),
+                                    max_eval_samples=option(data_args, "--max_eval_samples"))
+    start = time.perf_counter()
+    x_train, _, y_train = extract(model, data, "train", image_size=image_size)
+    x_test, _, y_test = extract(model, data, "test", image_size=image_size)
+    classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
+    return {"test_accuracy": round(float(classifier.score(x_test, y_test)), 4), "train_examples": len(y_train),
+            "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def strategy_run(setting: str, strategy: str, seed: int, work: Path) -> dict:
+    recipe, _, _, _, data_args = SETTINGS[setting]
+    out = work / "run" / setting / strategy / str(seed)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer = load_main(recipe)([*data_args, "--strategy", strategy, "--seed", str(seed), "--output_dir", str(out),
+                                     "--overwrite_output_dir", "true", "--disable_tqdm", "true", "--report_to", "none",
+                                     "--save_total_limit", "1"])
+    result = {"wall_seconds": round(time.perf_counter() - start, 1), "optimizer_steps": trainer.state.global_step,
+              "train_examples": len(trainer.train_dataset),
+              "test_accuracy": json.loads((out / "test_results.json").read_text())["test_accuracy"]}
+    if trainer.strategy.head_fit:
+        result["head_fit_train_accuracy"] = trainer.strategy.head_fit["train_accuracy"]
+    del trainer
+    gc.collect()
+    return result
+
+
+def summary(runs: list[dict]) -> dict:
+    values = [r["test_accuracy"] for r in runs]
+    return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "runs": runs}
+
+
+def markdown(report: dict) -> str:
+    lines = []
+    for setting, row in report["settings"].items():
+        floor = row["logistic_regression"]["mean"]
+        lines += [f"**{setting}** ({row['train_examples']} labelled examples; floor: logistic regression on frozen "
+                  f"features {floor:.3f})", "", "| strategy | test accuracy (mean ± std, 3 seeds) | vs floor |",
+                  "|---|---|---|"]
+        for strategy, cell in row["strategies"].items():
+            lines.append(f"| {strategy} | {cell['mean']:.3f} ± {cell['std']:.3f} | {cell['mean'] - floor:+.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--work", default=str(REPO / "outputs" / "bench_few_label"))
+    parser.add_argument("--markdown", help="Also write the tables as Markdown to this file.")
+    args = parser.parse_args()
+    work = Path(args.work)
+
+    report: dict = {"seeds": args.seeds, "settings": {}}
+    for setting in args.settings:
+        floors = [cached(work / "cache" / setting / f"floor-{seed}.json", lambda: logistic_regression_floor(setting, seed))
+                  for seed in args.seeds]
+        row = {"data_args": SETTINGS[setting][4], "train_examples": floors[0]["train_examples"],
+               "logistic_regression": summary(floors), "strategies": {}}
+        for strategy in args.strategies:
+            runs = [cached(work / "cache" / setting / f"{strategy}-{seed}.json",
+                           lambda: strategy_run(setting, strategy, seed, work)) for seed in args.seeds]
+            row["strategies"][strategy] = summary(runs)
+        report["settings"][setting] = row
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(report))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""head_init fit: the new head starts at the multinomial logistic-regression optimum on the frozen features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from transformers import TrainerCallback
+
+from hftransfer.errors import ConfigError
+from hftransfer.head_fit import fit_softmax_regression
+from hftransfer.models.groups import capture_pooled_features, head_module
+from tests.test_strategies import RandomImages, make_trainer
+
+
+def blobs(n=90, dim=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(classes, dim))
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.normal(size=(n, dim))).astype(np.float64), y
+
+
+@pytest.mark.parametrize("c", [0.1, 1.0, 10.0])
+def test_fit_matches_scikit_learn_logistic_regression(c):
+    x, y = blobs()
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=5000).fit(x, y)
+    weight, bias = fit_softmax_regression(torch.from_numpy(x), torch.from_numpy(y), 3, c=c)
+    np.testing.assert_allclose(weight.numpy(), reference.coef_, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(bias.numpy(), reference.intercept_, atol=1e-4, rtol=1e-4)
+
+
+class HeadAtStart(TrainerCallback):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        head = head_module(model)
+        self.weight, self.bias = head.weight.detach().clone(), head.bias.detach().clone()
+
+
+@torch.no_grad()
+def frozen_features(model, dataset):
+    model.eval()
+    batch = {"pixel_values": torch.stack([dataset[i]["pixel_values"] for i in range(len(dataset))])}
+    with capture_pooled_features(model) as features:
+        model(**batch.copy())
+    return features[0].flatten(1).double().numpy()
+
+
+@pytest.mark.parametrize("strategy, expected_init", [("linear_probe", "fit"), ("lp_ft", "fit"), ("full", "random")])
+def test_head_starts_at_the_logistic_regression_of_the_frozen_features(strategy, expected_init, tiny_timm_dir, tmp_path):
+    start = HeadAtStart()
+    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", strategy, callbacks=[start])
+    assert trainer.strategy.head_init == expected_init
+    x = frozen_features(trainer.model, RandomImages())
+    trainer.train()
+    if expected_init == "random":
+        assert trainer.strategy.head_fit is None
+        return
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=5000).fit(x, RandomImages().y.numpy())
+    np.testing.assert_allclose(start.weight.double().numpy(), reference.coef_, atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(start.bias.double().numpy(), reference.intercept_, atol=2e-3, rtol=2e-3)
+    assert trainer.strategy.head_fit["examples"] == len(RandomImages())
+    assert trainer.strategy.head_fit["train_accuracy"] == pytest.approx(reference.score(x, RandomImages().y.numpy()))
+
+
+def test_head_init_is_checked():
+    from hftransfer.arguments import StrategyArguments
+    from hftransfer.strategies import build_strategy
+
+    with pytest.raises(ConfigError, match="--head_init"):
+        build_strategy(StrategyArguments(strategy="full", head_init="zeros"))
+    with pytest.raises(ConfigError, match="--head_fit_c"):
+        build_strategy(StrategyArguments(strategy="linear_probe", head_fit_c=0.0))
+
+
+def test_unaugmented_training_rows_are_the_evaluation_transform(tiny_timm_dir):
+    """The head is fitted on what it sees at test time: training rows through the evaluation transform."""
+    from hftransfer.data import load_classification_data, prepare_image_splits
+    from hftransfer.data.vision import ROW_COLUMN, set_augmentation_epoch, unaugmented
+    from hftransfer.models import load_classifier
+
+    loaded = load_classifier(str(tiny_timm_dir), [str(i) for i in range(10)], "image", image_size=32)
+    data = load_classification_data("digits", "image", max_train_samples=8, max_eval_samples=8)
+    splits = prepare_image_splits(data, loaded.processor, hflip=0.5, crop_scale_min=0.2)
+    train = splits["train"]
+    set_augmentation_epoch(train, seed=0, epoch=0)
+    plain = prepare_image_splits(data, loaded.processor, hflip=0.5, crop_scale_min=0.2)["test"]
+    reference = plain.with_transform(None)  # the test split's transform applied to the training rows below
+    transform = plain.format["format_kwargs"]["transform"]
+    rows = data.splits["train"].cast_column(data.input_column, reference.features[data.input_column])[:4]
+    expected = torch.stack(transform(rows)["pixel_values"])
+    augmented = torch.stack([train[i]["pixel_values"] for i in range(4)])
+    with unaugmented(train):
+        clean = torch.stack([train[i]["pixel_values"] for i in range(4)])
+    after = torch.stack([train[i]["pixel_values"] for i in range(4)])
+    assert torch.equal(clean, expected)
+    assert not torch.equal(augmented, expected)
+    assert torch.equal(after, augmented)
+    assert ROW_COLUMN not in train[0]

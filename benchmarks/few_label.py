@@ -47,8 +47,10 @@ def cached(path: Path, compute) -> dict:
     return result
 
 
-def logistic_regression_floor(setting: str, seed: int) -> dict:
-    """Test accuracy of LogisticRegression on the frozen features of the setting's labelled examples for this seed."""
+def logistic_regression_floor(setting: str, seed: int, head_input: bool = False) -> dict:
+    """Test accuracy of LogisticRegression on the frozen features of the setting's labelled examples for this seed:
+    the checkpoint's pooling, or with `head_input` what the classifier's head reads (they differ for a
+    sentence-transformers checkpoint: the mean of token states vs the [CLS] pooler)."""
     from sklearn.linear_model import LogisticRegression
 
     from hftransfer.data.loading import load_classification_data
@@ -60,8 +62,8 @@ def logistic_regression_floor(setting: str, seed: int) -> dict:
                                     max_train_samples=option(data_args, "--max_train_samples"),
                                     max_eval_samples=option(data_args, "--max_eval_samples"))
     start = time.perf_counter()
-    x_train, _, y_train = extract(model, data, "train", image_size=image_size)
-    x_test, _, y_test = extract(model, data, "test", image_size=image_size)
+    x_train, _, y_train = extract(model, data, "train", image_size=image_size, head_input=head_input)
+    x_test, _, y_test = extract(model, data, "test", image_size=image_size, head_input=head_input)
     classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
     return {"test_accuracy": round(float(classifier.score(x_test, y_test)), 4), "train_examples": len(y_train),
             "wall_seconds": round(time.perf_counter() - start, 1)}
@@ -94,10 +96,10 @@ def summary(runs: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = []
     for setting, row in report["settings"].items():
-        floor = row["logistic_regression"]["mean"]
+        floor, head_floor = row["logistic_regression"]["mean"], row["logistic_regression_head_input"]["mean"]
         lines += [f"**{setting}** ({row['train_examples']} labelled examples; floor: logistic regression on frozen "
-                  f"features {floor:.3f})", "", "| strategy | test accuracy (mean ± std, 3 seeds) | vs floor |",
-                  "|---|---|---|"]
+                  f"features {floor:.3f}, on the head's input {head_floor:.3f})", "",
+                  "| strategy | test accuracy (mean ± std, 3 seeds) | vs floor |", "|---|---|---|"]
         for strategy, cell in row["strategies"].items():
             lines.append(f"| {strategy} | {cell['mean']:.3f} ± {cell['std']:.3f} | {cell['mean'] - floor:+.3f} |")
         lines.append("")
@@ -118,8 +120,11 @@ def main():
     for setting in args.settings:
         floors = [cached(work / "cache" / setting / f"floor-{seed}.json", lambda: logistic_regression_floor(setting, seed))
                   for seed in args.seeds]
+        head_floors = [cached(work / "cache" / setting / f"floor-head-input-{seed}.json",
+                              lambda: logistic_regression_floor(setting, seed, head_input=True)) for seed in args.seeds]
         row = {"data_args": SETTINGS[setting][4], "train_examples": floors[0]["train_examples"],
-               "logistic_regression": summary(floors), "strategies": {}}
+               "logistic_regression": summary(floors), "logistic_regression_head_input": summary(head_floors),
+               "strategies": {}}
         for strategy in args.strategies:
             runs = [cached(work / "cache" / setting / f"{strategy}-{seed}.json",
                            lambda: strategy_run(setting, strategy, seed, work)) for seed in args.seeds]

@@ -86,8 +86,10 @@ def prepare_eval_split(
     return prepared, text_collator(processor, on_gpu=torch.cuda.is_available())
 
 
-def _forward(model, dataset, collate_fn, batch_size: int, desc: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (pooled features, logits, labels) per batch, on the CPU, in dataset order."""
+def _forward(model, dataset, collate_fn, batch_size: int, desc: str, head_input: bool = False
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (pooled features, logits, labels) per batch, on the CPU, in dataset order (features: the checkpoint's
+    pooling, or with `head_input` what its classification head reads)."""
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
@@ -98,7 +100,7 @@ def _forward(model, dataset, collate_fn, batch_size: int, desc: str) -> Iterator
         for batch in tqdm(loader, desc=desc, leave=False):
             labels = batch.pop("labels")
             batch = {k: v.to(device) for k, v in batch.items()}
-            with capture_pooled_features(model, batch.get("attention_mask")) as features:
+            with capture_pooled_features(model, None if head_input else batch.get("attention_mask")) as features:
                 logits = model(**batch).logits
             yield features[0].flatten(1).float().cpu(), logits.float().cpu(), labels
 
@@ -113,12 +115,13 @@ def extract(
     *,
     seed: int = 0,
     max_length: int = 128,
+    head_input: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(features [N, D] float32, source_probs [N, Z] or None, labels [N]) of one split through a checkpoint.
 
     Features are the input of the classification head (what a new head will see), or the pooling a sentence-transformers
     checkpoint was trained with (hftransfer.models.groups.checkpoint_pooling); source_probs are the softmax of the
-    checkpoint's own head, None when it has none. ``max_samples`` takes a seeded random subset, the same for every
+    checkpoint's own head, None when it has none. ``head_input=True``: always the head's input. ``max_samples`` takes a seeded random subset, the same for every
     checkpoint, so scores of different candidates are computed on the same examples.
     """
     if isinstance(model_name_or_path, LoadedModel):
@@ -134,7 +137,7 @@ def extract(
     )
     feats, probs, labels = [], [], []
     name = loaded.source if isinstance(loaded.source, str) else "model"
-    for f, logits, y in _forward(loaded.model, ds, collate, batch_size, f"features {name}"):
+    for f, logits, y in _forward(loaded.model, ds, collate, batch_size, f"features {name}", head_input):
         feats.append(f)
         probs.append(torch.softmax(logits, dim=-1))
         labels.append(y)

@@ -125,11 +125,24 @@ class TransferTrainer(Trainer):
         return max(1, batches // self.args.gradient_accumulation_steps)
 
     def _apply_min_train_steps(self) -> None:
-        """--min_train_steps: a run that --num_train_epochs would keep shorter trains exactly that many steps."""
-        wanted = getattr(self.args, "min_train_steps", 0)
-        if wanted > 0 and self.args.max_steps <= 0 and hasattr(self.train_dataset, "__len__"):
-            if math.ceil(self.args.num_train_epochs * self.epoch_steps()) < wanted:
-                self.args.max_steps = wanted
+        """--min_train_steps: a run that --num_train_epochs would keep shorter trains at least that many steps. Its
+        per-epoch evaluations and saves become as many evenly spaced ones as the epochs asked for, the last at the
+        final step (a 30-example run lengthened to 200 one-batch epochs is not evaluated 200 times)."""
+        from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+        args = self.args
+        wanted = getattr(args, "min_train_steps", 0)
+        if wanted <= 0 or args.max_steps > 0 or not hasattr(self.train_dataset, "__len__"):
+            return
+        if math.ceil(args.num_train_epochs * self.epoch_steps()) >= wanted:
+            return
+        evaluations = max(1, math.ceil(args.num_train_epochs))
+        every = math.ceil(wanted / evaluations)
+        args.max_steps = every * evaluations
+        if args.eval_strategy == IntervalStrategy.EPOCH:
+            args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, every
+        if args.save_strategy == SaveStrategy.EPOCH:
+            args.save_strategy, args.save_steps = SaveStrategy.STEPS, every
 
     def _setup_loss_components(self) -> None:
         """Build discriminators for this model's feature size and snapshot starting weights (L2-SP), on its device."""

@@ -96,3 +96,16 @@ def test_unaugmented_training_rows_are_the_evaluation_transform(tiny_timm_dir):
     assert not torch.equal(augmented, expected)
     assert torch.equal(after, augmented)
     assert ROW_COLUMN not in train[0]
+
+
+def test_min_train_steps_keeps_the_number_of_evaluations_the_epochs_asked_for(image_recipe, tiny_timm_dir, tmp_path):
+    """96 examples in batches of 48 for 2 epochs is 4 steps; --min_train_steps 9 makes it 10 (2 x 5), evaluated and
+    saved at steps 5 and 10 as the 2 epochs would have been, not once per 2-step epoch."""
+    from conftest import tiny_image_args
+
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", "--num_train_epochs", "2",
+                                                "--per_device_train_batch_size", "48", "--min_train_steps", "9",
+                                                "--save_total_limit", "5"))
+    assert trainer.epoch_steps() == 2 and trainer.state.global_step == 10
+    assert [e["step"] for e in trainer.state.log_history if "eval_accuracy" in e][:2] == [5, 10]
+    assert trainer.state.best_model_checkpoint is not None

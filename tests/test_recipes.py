@@ -95,6 +95,16 @@ def test_text_recipe_from_the_command_line_with_yaml_config(tiny_bert_dir, tmp_p
 
 
 @pytest.mark.timeout(600)
+def test_torchrun_two_processes_head_fit_on_every_example_ranks_identical(tiny_timm_dir, tmp_path):
+    """--head_init fit under DDP: each rank's half of the training features is gathered, both fit the same head."""
+    args = tiny_image_args(tiny_timm_dir, tmp_path / "out", "--strategy", "linear_probe", "--max_train_samples", "64",
+                           "--num_train_epochs", "1")
+    rank0, rank1, _ = torchrun_two_ranks("image_cls", args, tmp_path)
+    assert rank0["sha256"] == rank1["sha256"]
+    assert rank0["head_fit"]["examples"] == rank1["head_fit"]["examples"] == 64
+
+
+@pytest.mark.timeout(600)
 def test_torchrun_two_processes_gradual_ranks_identical(tiny_timm_dir, tmp_path):
     """DDP on CPU (gloo): both ranks end identical; frozen groups unchanged; groups unfrozen mid-run trained."""
     from safetensors.torch import load_file

@@ -32,6 +32,7 @@ def main():
         record["components_changed"] = any(not torch.equal(initial_components[k], v) for k, v in components.items())
     if trainer.strategy is not None:
         record["groups"] = {g.name: sorted(g.parameters) for g in trainer.strategy.groups}
+        record["head_fit"] = trainer.strategy.head_fit
     rank = int(os.environ.get("RANK", "0"))
     digest_dir.mkdir(parents=True, exist_ok=True)
     (digest_dir / f"rank{rank}.json").write_text(json.dumps(record))

@@ -2,6 +2,8 @@
 
     --lr_scheduler_type annealing                       # DANN/TLlib: lr * (1 + gamma * p) ** -power, p = progress
     --lr_scheduler_type annealing --lr_scheduler_kwargs '{"gamma": 10, "power": 0.75}'
+    --lr_scheduler_type step                            # lr * 0.1 at 1/3 and 2/3 of the post-warm-up steps
+    --lr_scheduler_type step --lr_scheduler_kwargs '{"milestones": [0.5, 0.75], "gamma": 0.1}'
 
 Every schedule here is a multiplier of the step, so the trainer composes it with each layer group's strategy factor
 exactly as it does transformers' own LambdaLR schedules.
@@ -33,6 +35,29 @@ def annealing(num_warmup_steps: int, num_training_steps: int, gamma: float = 10.
             return (step + 1) / (num_warmup_steps + 1)
         progress = min(1.0, (step - num_warmup_steps) / decay_steps)
         return (1.0 + gamma * progress) ** -power
+
+    return factor
+
+
+@SCHEDULES.register("step")
+def step_decay(num_warmup_steps: int, num_training_steps: int, milestones: list[float] | None = None,
+               gamma: float = 0.1) -> Callable[[int], float]:
+    """Step decay (torch's MultiStepLR, the classic ImageNet/fine-tuning schedule): linear warm-up, then the rate is
+    multiplied by gamma at each milestone, given as a fraction (0 < m < 1) of the post-warm-up steps, so the schedule
+    means the same for any run length. Default milestones: 1/3 and 2/3."""
+    milestones = [1 / 3, 2 / 3] if milestones is None else milestones
+    if not isinstance(milestones, list) or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in milestones):
+        raise ConfigError(f"step schedule milestones must be fractions of training between 0 and 1, got {milestones!r}; "
+                          "pass --lr_scheduler_kwargs '{\"milestones\": [0.5, 0.75]}'")
+    if not 0 < gamma <= 1:
+        raise ConfigError(f"step schedule gamma must be in (0, 1], got {gamma}; pass e.g. '{{\"gamma\": 0.1}}'")
+    decay_steps = max(1, num_training_steps - num_warmup_steps)
+    boundaries = sorted(num_warmup_steps + round(m * decay_steps) for m in milestones)
+
+    def factor(step: int) -> float:
+        if step < num_warmup_steps:
+            return (step + 1) / (num_warmup_steps + 1)
+        return gamma ** sum(step >= b for b in boundaries)
 
     return factor
 

@@ -71,7 +71,8 @@ class TransferTrainingArguments(TrainingArguments):
         default="linear",
         metadata={"help": "transformers' schedules (linear, cosine, constant, reduce_lr_on_plateau, ...) or "
                   "'annealing': lr * (1 + gamma * progress) ** -power after the warm-up (DANN/TLlib; "
-                  "--lr_scheduler_kwargs '{\"gamma\": 10, \"power\": 0.75}')."},
+                  "--lr_scheduler_kwargs '{\"gamma\": 10, \"power\": 0.75}'), or 'step': lr * gamma at each "
+                  "milestone, a fraction of training (default 0.1 at 1/3 and 2/3)."},
     )
     wise_ft_alphas: list[float] | None = field(
         default=None,

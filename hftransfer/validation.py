@@ -152,7 +152,12 @@ def _check_strategy(args) -> None:
     _apply(args, STRATEGY_RULES)
     if args.norm_statistics is not None:
         check_choice("--norm_statistics", args.norm_statistics, ("update", "pretrained"))
+    if args.head_init is not None:
+        check_choice("--head_init", args.head_init, ("random", "fit"))
     check_choice("--unfreeze_unit", args.unfreeze_unit, ("epoch", "step"))
+    from .strategies import build_strategy
+
+    build_strategy(args)  # built as the recipe will build it: every option it checks fails here, before any loading
 
 
 def _check_loss_components(args) -> None:

@@ -230,3 +230,30 @@ def test_reduce_lr_on_plateau_keeps_each_groups_factor(tiny_timm_dir, tmp_path):
         for depth, name in enumerate(reversed(names[:-1]), start=1):
             expected = base if depth <= step // 3 else 0.0
             assert lrs[name] == pytest.approx(expected), (step, name)
+
+
+@pytest.mark.parametrize("kwargs, milestones", [({}, (2, 4)), ({"milestones": [0.5], "gamma": 0.5}, (3,))])
+def test_step_decay_schedule_keeps_each_groups_factor(kwargs, milestones, tiny_timm_dir, tmp_path):
+    """--lr_scheduler_type step: lr * gamma at each milestone (a fraction of the steps), times the head's 10x."""
+    record = RecordLR()
+    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", "full", callbacks=[record], head_lr_scale=10.0)
+    trainer.args.lr_scheduler_type = "step"
+    trainer.args.lr_scheduler_kwargs = kwargs
+    trainer.train()
+    gamma = kwargs.get("gamma", 0.1)
+    for step, lrs in enumerate(record.lrs):
+        base = BASE_LR * gamma ** sum(step >= m for m in milestones)
+        assert lrs["head"] == pytest.approx(10 * base), step
+        assert lrs["stem"] == pytest.approx(base), step
+
+
+@pytest.mark.parametrize("kwargs, message", [('{"milestones": [1.5]}', "between 0 and 1"), ('{"gamma": 2}', "gamma"),
+                                             ('{"step_size": 3}', "does not take")])
+def test_step_decay_options_are_checked_at_parse_time(kwargs, message, image_recipe, tiny_timm_dir, tmp_path):
+    from conftest import tiny_image_args
+    from hftransfer.errors import HFTransferError
+
+    with pytest.raises(HFTransferError, match=message):
+        image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", "--lr_scheduler_type", "step",
+                                          "--lr_scheduler_kwargs", kwargs))
+    assert not (tmp_path / "out").exists()

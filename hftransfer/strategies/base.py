@@ -48,12 +48,14 @@ class Strategy:
 
         norm_statistics = norm_statistics or self.default_norm_statistics
         if norm_statistics not in ("update", "pretrained"):
-            raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {norm_statistics!r}")
+            raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {norm_statistics!r}; "
+                              "pick one of the two")
         head_init = head_init or self.default_head_init
         if head_init not in ("random", "fit"):
-            raise ConfigError(f"--head_init must be 'random' or 'fit', got {head_init!r}")
+            raise ConfigError(f"--head_init must be 'random' or 'fit', got {head_init!r}; pick one of the two")
         if not head_fit_c > 0:
-            raise ConfigError(f"--head_fit_c must be a positive number, got {head_fit_c!r}")
+            raise ConfigError(f"--head_fit_c must be a positive number, got {head_fit_c!r}; pass e.g. 1 (scikit-learn's "
+                              "default C) or drop it")
         self.head_lr_scale = head_lr_scale
         self.layer_decay = layer_decay
         self.norm_statistics = norm_statistics

@@ -82,6 +82,7 @@ class TransferTrainer(Trainer):
         self._setup_loss_components()
         self._wise_ft_start = self._snapshot_for_wise_ft()
         self.wise_ft: dict | None = None
+        self.lengthened_epoch_steps: int | None = None  # set when --min_train_steps lengthens the run
 
     def _snapshot_for_wise_ft(self) -> dict[str, torch.Tensor] | None:
         alphas = getattr(self.args, "wise_ft_alphas", None)
@@ -127,7 +128,8 @@ class TransferTrainer(Trainer):
     def _apply_min_train_steps(self) -> None:
         """--min_train_steps: a run that --num_train_epochs would keep shorter trains at least that many steps. Its
         per-epoch evaluations and saves become as many evenly spaced ones as the epochs asked for, the last at the
-        final step (a 30-example run lengthened to 200 one-batch epochs is not evaluated 200 times)."""
+        final step (a 30-example run lengthened to 200 one-batch epochs is not evaluated 200 times), and a strategy's
+        epochs are those stretched epochs too."""
         from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
         args = self.args
@@ -139,6 +141,7 @@ class TransferTrainer(Trainer):
         evaluations = max(1, math.ceil(args.num_train_epochs))
         every = math.ceil(wanted / evaluations)
         args.max_steps = every * evaluations
+        self.lengthened_epoch_steps = every  # what a strategy's epochs (lp_epochs, unfreeze_every) mean in this run
         if args.eval_strategy == IntervalStrategy.EPOCH:
             args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, every
         if args.save_strategy == SaveStrategy.EPOCH:

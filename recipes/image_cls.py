@@ -16,6 +16,9 @@ DEFAULTS = dict(
     image_size=64,  # the built-in weights transfer well at 64 px and train ~10x faster than at 224 on a CPU
     output_dir="outputs/image_cls",
     num_train_epochs=3,
+    # small data: at least 200 optimizer steps (MNIST-5k, 10 labels per class, `full`: 0.20 / 0.21 test accuracy
+    # after the 6 steps of 3 epochs, 0.93 / 0.92 after 200; seeds 0, 1). Evaluations stay one per requested epoch.
+    min_train_steps=200,
     learning_rate=1e-3,
     warmup_steps=0.1,
     weight_decay=0.01,

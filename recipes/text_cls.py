@@ -15,6 +15,7 @@ DEFAULTS = dict(
     max_length=64,  # tweets are short; longer inputs are truncated
     max_train_samples=20000,  # of 27k: the default run stays well inside 10 minutes on 2 CPU cores
     num_train_epochs=1,
+    min_train_steps=200,  # small data: at least 200 optimizer steps, as image_cls.py (README, Strategies)
     learning_rate=5e-5,
     warmup_steps=0.1,
     weight_decay=0.01,

@@ -32,7 +32,7 @@ def tiny_image_args(model_dir, output_dir, *extra: str) -> list[str]:
         "--model", str(model_dir), "--dataset", "digits", "--image_size", "32", "--max_train_samples", "96",
         "--max_eval_samples", "40", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
         "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0", "--output_dir", str(output_dir),
-        "--logging_steps", "2", "--learning_rate", "3e-3", *extra,
+        "--logging_steps", "2", "--learning_rate", "3e-3", "--min_train_steps", "0", *extra,
     ]
 
 
@@ -41,7 +41,7 @@ def tiny_text_args(model_dir, output_dir, *extra: str) -> list[str]:
         "--model", str(model_dir), "--dataset", "tweets", "--max_train_samples", "96", "--max_eval_samples", "40",
         "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
         "--dataloader_num_workers", "0", "--output_dir", str(output_dir), "--max_length", "32",
-        "--logging_steps", "2", *extra,
+        "--logging_steps", "2", "--min_train_steps", "0", *extra,
     ]
 
 

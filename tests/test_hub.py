@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"image": "image-classification", "text": "text-classification"}
 HUB_IDS = {"image": "org/tiny-effnet", "text": "org/tiny-bert"}
 FAST = ["--max_train_samples", "64", "--max_eval_samples", "32", "--num_train_epochs", "1",
-        "--dataloader_num_workers", "0", "--logging_steps", "1", "--report_to", "none"]
+        "--dataloader_num_workers", "0", "--logging_steps", "1", "--report_to", "none", "--min_train_steps", "0"]
 RECIPE_ARGS = {
     "image": ["--dataset", "digits", "--image_size", "32", "--per_device_train_batch_size", "16", *FAST],
     "text": ["--dataset", "tweets", *FAST],

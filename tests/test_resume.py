@@ -281,6 +281,7 @@ COMMON = [
     "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0",
     "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS), "--save_total_limit", "100",
     "--load_best_model_at_end", "false", "--report_to", "none", "--disable_tqdm", "true", "--learning_rate", "3e-3",
+    "--min_train_steps", "0",
 ]
 STRATEGY_OPTIONS = {
     "full": ["--strategy", "full"],

@@ -25,7 +25,7 @@ TINY_RUN = [
     "--dataset", "digits", "--image_size", "32", "--max_train_samples", "128", "--max_eval_samples", "100",
     "--num_train_epochs", "3", "--per_device_train_batch_size", "16", "--learning_rate", "3e-3",
     "--crop_scale_min", "1.0", "--dataloader_num_workers", "0", "--save_strategy", "no",
-    "--load_best_model_at_end", "false", "--disable_tqdm", "true", "--report_to", "none",
+    "--load_best_model_at_end", "false", "--disable_tqdm", "true", "--report_to", "none", "--min_train_steps", "0",
 ]
 
 

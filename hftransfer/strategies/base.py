@@ -203,7 +203,8 @@ class _StrategyCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.strategy.max_steps = max(1, state.max_steps)
         epochs = state.num_train_epochs or args.num_train_epochs
-        self.strategy.steps_per_epoch = max(1.0, state.max_steps / max(epochs, 1e-9))
+        stretched = getattr(self.strategy._trainer, "lengthened_epoch_steps", None)  # --min_train_steps
+        self.strategy.steps_per_epoch = stretched or max(1.0, state.max_steps / max(epochs, 1e-9))
         self.strategy.apply_step(state.global_step)
 
     def on_step_begin(self, args, state, control, **kwargs):

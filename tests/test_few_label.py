@@ -1,4 +1,5 @@
-"""head_init fit: the new head starts at the multinomial logistic-regression optimum on the frozen features."""
+"""Few-label transfer: the head starts at the logistic-regression optimum of the frozen features (--head_init fit), and
+small data trains at least --min_train_steps optimizer steps, evaluated as often as the epochs asked for."""
 
 from __future__ import annotations
 
@@ -109,3 +110,20 @@ def test_min_train_steps_keeps_the_number_of_evaluations_the_epochs_asked_for(im
     assert trainer.epoch_steps() == 2 and trainer.state.global_step == 10
     assert [e["step"] for e in trainer.state.log_history if "eval_accuracy" in e][:2] == [5, 10]
     assert trainer.state.best_model_checkpoint is not None
+
+
+def test_a_strategys_epochs_stretch_with_min_train_steps(image_recipe, tiny_timm_dir, tmp_path):
+    """lp_ft's 1 probing epoch of a run lengthened from 2 two-step epochs to 10 steps is 5 steps, not 2."""
+    from conftest import tiny_image_args
+
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", "--num_train_epochs", "2",
+                                                "--per_device_train_batch_size", "48", "--min_train_steps", "9",
+                                                "--strategy", "lp_ft", "--lp_epochs", "1"))
+    assert [phase.start_step for phase in trainer.strategy.phases] == [0, 5]
+
+
+@pytest.mark.parametrize("recipe_name", ["image_cls", "text_cls"])
+def test_recipes_train_small_data_at_least_200_steps_by_default(recipe_name):
+    from conftest import load_recipe
+
+    assert load_recipe(recipe_name).DEFAULTS["min_train_steps"] == 200

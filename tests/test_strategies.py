@@ -257,3 +257,27 @@ def test_step_decay_options_are_checked_at_parse_time(kwargs, message, image_rec
         image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", "--lr_scheduler_type", "step",
                                           "--lr_scheduler_kwargs", kwargs))
     assert not (tmp_path / "out").exists()
+
+
+SCHEDULE_KWARGS = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+                   "warmup_stable_decay": {"num_decay_steps": 2}}
+
+
+def test_every_schedule_keeps_each_groups_factor(tiny_timm_dir, tmp_path):
+    """Whatever --lr_scheduler_type (transformers' or ours), the head trains at 10x the backbone at every step."""
+    from transformers.trainer_utils import SchedulerType
+
+    from hftransfer.schedules import SCHEDULES
+
+    names = [s.value for s in SchedulerType if s.value not in ("reduce_lr_on_plateau", "greedy")] + SCHEDULES.names()
+    for name in names:  # reduce_lr_on_plateau: test_reduce_lr_on_plateau_keeps_each_groups_factor
+        record = RecordLR()
+        trainer = make_trainer(tiny_timm_dir, tmp_path / name, "full", callbacks=[record], head_lr_scale=10.0)
+        trainer.args.lr_scheduler_type = SchedulerType(name) if name in SchedulerType._value2member_map_ else name
+        trainer.args.lr_scheduler_kwargs = SCHEDULE_KWARGS.get(name, {})
+        trainer.args.warmup_steps = 2
+        trainer.train()
+        assert len(record.lrs) == STEPS, name
+        for step, lrs in enumerate(record.lrs):
+            assert lrs["head"] == pytest.approx(10 * lrs["stem"]), (name, step)
+        assert any(lrs["stem"] > 0 for lrs in record.lrs), name

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # readme_tables, beside this file
 METHODS = ["source_only", "dann", "cdan", "mmd", "coral", "mcc", "instance_weighting"]
 
 # one budget per task: every method gets exactly these arguments (plus --method and --seed); everything else is the
@@ -173,9 +174,9 @@ README_END = "<!-- end of tables -->"
 
 def update_readme(report: dict, readme: Path) -> None:
     """Replace what lies between the README's table markers with the tables of `report`."""
-    text = readme.read_text()
-    start, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
-    readme.write_text(text[:start] + "\n\n" + markdown(report).strip() + "\n\n" + text[end:])
+    from readme_tables import replace_between
+
+    replace_between(readme, README_BEGIN, README_END, markdown(report))
 
 
 def ensure_rotten_tomatoes() -> None:

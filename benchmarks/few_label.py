@@ -102,6 +102,9 @@ def markdown(report: dict) -> str:
                   f"features {floor:.3f}, on the head's input {head_floor:.3f})", "",
                   "| strategy | test accuracy (mean ± std, 3 seeds) | vs floor | worst seed vs its floor | "
                   "wall s (mean) |", "|---|---|---|---|---|"]
+        if not row["strategies"]:
+            lines[-2:] = ["No strategy run yet.", ""]
+            continue
         seed_floors = [r["test_accuracy"] for r in row["logistic_regression"]["runs"]]
         for strategy, cell in row["strategies"].items():
             worst = min(r["test_accuracy"] - f for r, f in zip(cell["runs"], seed_floors))

@@ -45,8 +45,8 @@ def fit_softmax_regression(features: torch.Tensor, labels: torch.Tensor, num_cla
 def head_inputs(trainer, max_examples: int = MAX_FIT_EXAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, labels) of the labelled training examples as the head sees them at test time (inference mode, no
     augmentation: measured on MNIST-5k 10 per class, fitted on augmented views the head scored 0.710, on plain ones
-    the logistic-regression floor's 0.764), gathered
-    from every process. Random states are left as they were, so the run trains exactly as it would without this."""
+    the logistic-regression floor's 0.764), gathered from every process. Random states are left as they were, so the
+    run trains exactly as it would without this."""
     from .data.vision import unaugmented
     from .trainer import _random_state_kept
 

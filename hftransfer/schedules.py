@@ -20,6 +20,11 @@ ScheduleFactory = Callable[..., Callable[[int], float]]
 SCHEDULES: Registry[ScheduleFactory] = Registry("learning-rate schedule")
 
 
+def _warmup(step: int, num_warmup_steps: int) -> float:
+    """The linear warm-up every schedule here starts with (step < num_warmup_steps)."""
+    return (step + 1) / (num_warmup_steps + 1)
+
+
 @SCHEDULES.register("annealing")
 def annealing(num_warmup_steps: int, num_training_steps: int, gamma: float = 10.0,
               power: float = 0.75) -> Callable[[int], float]:
@@ -32,7 +37,7 @@ def annealing(num_warmup_steps: int, num_training_steps: int, gamma: float = 10.
 
     def factor(step: int) -> float:
         if step < num_warmup_steps:
-            return (step + 1) / (num_warmup_steps + 1)
+            return _warmup(step, num_warmup_steps)
         progress = min(1.0, (step - num_warmup_steps) / decay_steps)
         return (1.0 + gamma * progress) ** -power
 
@@ -56,7 +61,7 @@ def step_decay(num_warmup_steps: int, num_training_steps: int, milestones: list[
 
     def factor(step: int) -> float:
         if step < num_warmup_steps:
-            return (step + 1) / (num_warmup_steps + 1)
+            return _warmup(step, num_warmup_steps)
         return gamma ** sum(step >= b for b in boundaries)
 
     return factor

@@ -214,9 +214,10 @@ def augmentation_keys(dataset, keys: list[int]):
 @contextmanager
 def unaugmented(dataset):
     """Within the block, a training dataset's rows come as the evaluation transform makes them (no augmentation)."""
-    datasets_ = [getattr(dataset, "source", None), getattr(dataset, "target", None)] if hasattr(dataset, "source") \
-        else [dataset]
-    transforms = [t for t in map(_augmenting_transform, datasets_) if t is not None and t.plain_transform is not None]
+    from .paired import PairedDataset
+
+    parts = [dataset.source, dataset.target] if isinstance(dataset, PairedDataset) else [dataset]
+    transforms = [t for t in map(_augmenting_transform, parts) if t is not None and t.plain_transform is not None]
     saved = [t.transform for t in transforms]
     for t in transforms:
         t.transform = t.plain_transform

@@ -16,9 +16,10 @@ def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[
                       family_defaults: dict[str, dict] | None = None):
     """Parse, then check every value (hftransfer.validation): bad input is one ConfigError line, never a usage block.
 
-    ``family_defaults`` maps a model family ('image', 'text') to defaults that apply when the chosen model is of that
-    family (a recipe that takes either, like domain_adapt.py: a text encoder does not train at a CNN's learning rate);
-    the family is read from the model's config before anything heavy is loaded."""
+    ``family_defaults`` maps a model family ('image', 'text', and 'timm' within 'image') to defaults that apply when
+    the chosen model is of that family (a recipe that takes either, like domain_adapt.py: a text encoder does not train
+    at a CNN's learning rate; only a timm model takes an --image_size); the families are read from the model's config
+    before anything heavy is loaded, and the more specific one wins."""
     from .validation import validate_recipe_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -26,7 +27,8 @@ def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[
     from_file = _config_file_values(argv, dataclass_types, parser)
     defaults = dict(recipe_defaults)
     if family_defaults:
-        defaults.update(family_defaults[_model_family(argv, {**recipe_defaults, **from_file})])
+        for family in _model_families(argv, {**recipe_defaults, **from_file}):
+            defaults.update(family_defaults.get(family, {}))
     parser.set_defaults(**{**defaults, **from_file})
     try:
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
@@ -39,15 +41,15 @@ def parse_recipe_args(dataclass_types: tuple, recipe_defaults: dict, argv: list[
     return parsed
 
 
-def _model_family(argv: list[str], defaults: dict) -> str:
-    from .models import model_modality
+def _model_families(argv: list[str], defaults: dict) -> list[str]:
+    from .models.loading import model_families
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--model", default=defaults.get("model"))
     pre.add_argument("--trust_remote_code", default=str(defaults.get("trust_remote_code", False)))
     pre.error = _raise_config_error
     known, _ = pre.parse_known_args(argv)
-    return model_modality(known.model, str(known.trust_remote_code).lower() in ("true", "1", "yes"))
+    return model_families(known.model, str(known.trust_remote_code).lower() in ("true", "1", "yes"))
 
 
 def _recipe_parser(dataclass_types: tuple):

@@ -89,7 +89,7 @@ class World:
             "--model", str(self.timm), "--source", "digits", "--target", "digits", "--image_size", "32",
             "--max_train_samples", "48", "--max_eval_samples", "32", "--num_train_epochs", "1",
             "--per_device_train_batch_size", "16", "--dataloader_num_workers", "0",
-            "--output_dir", str(self.out), *extra,
+            "--output_dir", str(self.out), "--min_train_steps", "0", *extra,
         ]
 
 

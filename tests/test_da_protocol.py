@@ -19,7 +19,7 @@ def da_args(model_dir, output_dir, *extra: str) -> list[str]:
         "--max_train_samples", "48", "--max_eval_samples", "32", "--per_device_train_batch_size", "16",
         "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0", "--output_dir", str(output_dir),
         "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-        *extra,
+        "--min_train_steps", "0", *extra,
     ]
 
 
@@ -256,7 +256,8 @@ def test_domain_adapt_defaults_follow_the_model_family(domain_recipe, tiny_timm_
     expected = recipe.FAMILY_DEFAULTS[family]
     assert training_args.learning_rate == expected["learning_rate"]
     assert strategy_args.head_lr_scale == expected.get("head_lr_scale", 1.0)
-    assert data_args.image_size == expected.get("image_size")
+    assert data_args.image_size == (64 if family == "image" else None)  # a timm model: 64 px (README)
+    assert training_args.min_train_steps == (1000 if family == "image" else 0)  # image DA: a step budget (README)
     *_, training_args = parse("--learning_rate", "3e-4")
     assert training_args.learning_rate == 3e-4
 

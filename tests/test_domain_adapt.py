@@ -16,7 +16,8 @@ def tiny_da_args(model_dir, output_dir, *extra: str) -> list[str]:
         "--model", str(model_dir), "--source", "digits", "--target", "mnist5k", "--image_size", "32",
         "--max_train_samples", "48", "--max_eval_samples", "32", "--num_train_epochs", "1",
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0",
-        "--output_dir", str(output_dir), "--logging_steps", "1", "--learning_rate", "3e-3", *extra,
+        "--output_dir", str(output_dir), "--logging_steps", "1", "--learning_rate", "3e-3", "--min_train_steps", "0",
+        *extra,
     ]
 
 
@@ -109,7 +110,7 @@ def test_domain_adapt_text_with_unlabelled_target(domain_recipe, tiny_bert_dir, 
         "--model", str(tiny_bert_dir), "--source", "tweets_binary", "--target", str(csv), "--method", "mmd",
         "--max_train_samples", "48", "--max_eval_samples", "32", "--num_train_epochs", "1", "--max_length", "32",
         "--per_device_train_batch_size", "16", "--dataloader_num_workers", "0", "--output_dir", str(out),
-        "--logging_steps", "1",
+        "--logging_steps", "1", "--min_train_steps", "0",
     ])
     assert (out / "test_results.json").is_file()
     assert not (out / "target_test_results.json").exists()  # an unlabelled target cannot be scored

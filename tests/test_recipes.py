@@ -123,3 +123,32 @@ def test_torchrun_two_processes_gradual_ranks_identical(tiny_timm_dir, tmp_path)
     frozen = [n for g in group_names[:-2] for n in rank0["groups"][g]]
     assert frozen and all(torch.equal(initial[n], final[n]) for n in frozen)
     assert any(not torch.equal(initial[n], final[n]) for n in unfrozen_mid_run)
+
+
+def build_tiny_native_vit(target):
+    """A tiny random transformers-native ViT (not timm) with its image processor, as save_pretrained writes it."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(target)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(target)
+    return target
+
+
+@pytest.mark.parametrize("recipe", ["image_cls", "domain_adapt"])
+def test_transformers_native_image_model_runs_from_the_command_line(recipe, tmp_path):
+    """The recipes' 64 px default is for timm checkpoints: a native ViT keeps its own input size and needs no flag
+    to unset it (before, every such model failed with '--image_size is supported for timm checkpoints only')."""
+    model = build_tiny_native_vit(tmp_path / "vit")
+    data = ["--dataset", "digits"] if recipe == "image_cls" else ["--source", "digits", "--target", "mnist5k"]
+    command = [sys.executable, str(REPO / "recipes" / f"{recipe}.py"), "--model", str(model), *data,
+               "--max_train_samples", "32", "--max_eval_samples", "16", "--max_steps", "1",
+               "--per_device_train_batch_size", "8", "--dataloader_num_workers", "0", "--report_to", "none",
+               "--output_dir", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["model_type"] == "vit" and saved["image_size"] == 32

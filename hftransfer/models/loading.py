@@ -99,15 +99,22 @@ def load_classifier(
 
 def model_modality(name_or_path: str, trust_remote_code: bool = False) -> Modality:
     """'image' or 'text' for a built-in alias, local folder or cached Hub id, from its config alone."""
+    return model_families(name_or_path, trust_remote_code)[0]
+
+
+def model_families(name_or_path: str, trust_remote_code: bool = False) -> list[str]:
+    """The families a model belongs to, the general one first, from its config alone: ['text'], ['image'], or
+    ['image', 'timm'] for a timm checkpoint (only timm models take --image_size)."""
     from transformers import AutoConfig
 
     source = resolve_model_source(name_or_path)
     try:
-        return modality_of(AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code))
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         if source != name_or_path or Path(source).exists():
             raise ModelLoadError(f"cannot read the model config in {name_or_path!r}: {error}") from None
         raise hub_load_error("model", name_or_path, error) from None
+    return [modality_of(config), *(["timm"] if config.model_type == "timm_wrapper" else [])]
 
 
 def modality_of(config) -> Modality:

@@ -33,8 +33,34 @@ def head_module(model: nn.Module) -> nn.Module:
 
 
 def head_parameter_names(model: nn.Module) -> set[str]:
-    head_ids = {id(p) for p in head_module(model).parameters()}
-    return {name for name, p in model.named_parameters() if id(p) in head_ids}
+    """The new task head's parameters. One rule: everything outside the pretrained base model (`model.<base_model_prefix>`,
+    e.g. `bert`, `distilbert`, `vit`) is task head, newly initialised when the checkpoint is loaded for classification:
+    BERT's classifier, RoBERTa's two-layer head, DistilBERT's pre_classifier + classifier, DeBERTa-v2's pooler. For timm
+    models (and anything without a base model) it is the classifier module."""
+    base = _base_model(model)
+    head_module_ids = {id(p) for p in head_module(model).parameters()}
+    base_ids = {id(p) for p in base.parameters()} if base is not None else set()
+    return {name for name, p in model.named_parameters()
+            if id(p) in head_module_ids or (base is not None and id(p) not in base_ids)}
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """The top-level modules that hold the head's parameters (outermost first), e.g. ['pre_classifier', 'classifier']."""
+    names = head_parameter_names(model)
+    modules = []
+    for name, module in model.named_modules():
+        params = [f"{name}.{n}" if name else n for n, _ in module.named_parameters()]
+        if name and params and all(p in names for p in params) and not any(name.startswith(m + ".") for m in modules):
+            modules.append(name)
+    return modules
+
+
+def _base_model(model: nn.Module) -> nn.Module | None:
+    if is_timm_wrapper(model):
+        return None
+    prefix = getattr(model, "base_model_prefix", "")
+    base = getattr(model, prefix, None) if isinstance(prefix, str) and prefix else None
+    return base if isinstance(base, nn.Module) and base is not model else None
 
 
 def checkpoint_pooling(model: nn.Module) -> str:
@@ -141,11 +167,12 @@ def _transformer_groups(model) -> list[LayerGroup]:
     groups: dict[tuple[int, int, str], LayerGroup] = {}
     for name, param in model.named_parameters():
         rest = name.removeprefix(prefix)
-        layer = re.match(r"(?:encoder\.)?(?:layer|layers|h|block)\.(\d+)\.", rest)
+        # BERT encoder.layer.N, DistilBERT transformer.layer.N, GPT h.N, ConvNeXt/ResNet encoder.stages.N, Swin layers.N
+        layer = re.match(r"(?:encoder\.|transformer\.)?(?:layer|layers|h|block|stages)\.(\d+)\.", rest)
         if layer:
             key = (1, int(layer.group(1)), f"layer.{int(layer.group(1))}")
-        elif rest.startswith("embeddings"):
-            key = (0, 0, "embeddings")
+        elif rest.startswith("embed"):  # embeddings (BERT, ViT), embedder (ResNet)
+            key = (0, 0, rest.split(".")[0])
         else:
             key = (2, 0, rest.split(".")[0])
         groups.setdefault(key, LayerGroup(key[2])).parameters[name] = param

@@ -4,7 +4,7 @@ from torch import nn
 
 from . import STRATEGIES
 from .base import Strategy
-from ..models.groups import LayerGroup, head_module
+from ..models.groups import LayerGroup, head_module_names
 
 
 @STRATEGIES.register("lora")
@@ -28,11 +28,10 @@ class LoRA(Strategy):
             from ..errors import ConfigError
 
             raise ConfigError("--strategy lora needs peft; install it with `pip install 'hftransfer[lora]'`") from None
-        head = head_module(model)
-        head_name = next(name for name, module in model.named_modules() if module is head)
-        targets = self.lora_target.split(",") if self.lora_target else _default_targets(model, head_name)
+        head_names = head_module_names(model)  # the new head, e.g. DistilBERT's pre_classifier and classifier
+        targets = self.lora_target.split(",") if self.lora_target else _default_targets(model, head_names)
         config = LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                            target_modules=targets, modules_to_save=[head_name])
+                            target_modules=targets, modules_to_save=head_names)
         return get_peft_model(model, config)
 
     def attach(self, trainer) -> None:
@@ -63,11 +62,11 @@ class LoRA(Strategy):
         super().finalize(trainer, output_dir)
 
 
-def _default_targets(model: nn.Module, head_name: str) -> list[str]:
+def _default_targets(model: nn.Module, head_names: list[str]) -> list[str]:
     """Attention/MLP linears of transformers, 1x1 and dense convs of CNNs; never the head or depthwise convs."""
     targets = []
     for name, module in model.named_modules():
-        if name == head_name or name.startswith(head_name + "."):
+        if any(name == head or name.startswith(head + ".") for head in head_names):
             continue
         if isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1):
             targets.append(name)

@@ -76,12 +76,12 @@ def _mixed_fraction(pretrained_sd: Mapping, finetuned_sd: Mapping, finetuned_key
 
 
 def head_state_keys(model) -> set[str]:
-    """state_dict keys of the classification head (parameters and buffers), which interpolation leaves fine-tuned."""
-    from .models.groups import head_module
+    """state_dict keys of the new head (parameters and buffers: every module the checkpoint initialised afresh, e.g.
+    DistilBERT's pre_classifier and classifier), which interpolation leaves fine-tuned."""
+    from .models.groups import head_module_names
 
-    head = head_module(model)
-    prefix = next(name for name, module in model.named_modules() if module is head)
-    return {f"{prefix}.{k}" if prefix else k for k in head.state_dict()}
+    heads = head_module_names(model)
+    return {key for key in model.state_dict() if any(key.startswith(head + ".") for head in heads)}
 
 
 # ----------------------------------------------------------------------------------------------- whole workflow

@@ -119,3 +119,14 @@ def test_every_new_head_module_trains_with_every_strategy(family, strategy, tmp_
     trainer.train()
     moved = {n: not torch.equal(before[n], p.detach()) for n, p in trained.named_parameters() if n in head}
     assert all(moved.values()), [n for n, m in moved.items() if not m]
+
+
+@pytest.mark.parametrize("family", ["distilbert", "deberta-v2", "timm-resnet18"])
+def test_wise_ft_leaves_every_new_head_module_fine_tuned(family):
+    """WiSE-FT interpolates the pretrained body only: a freshly initialised pre_classifier has no pretrained weights
+    to move toward (it was interpolated with its random start before)."""
+    from hftransfer.weights import head_state_keys
+
+    model = FAMILIES[family]()
+    expected = {k for k in model.state_dict() if _is_new(k, model)}
+    assert head_state_keys(model) == expected

@@ -152,3 +152,14 @@ def test_transformers_native_image_model_runs_from_the_command_line(recipe, tmp_
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["model_type"] == "vit" and saved["image_size"] == 32
+
+
+def test_a_checkpoint_with_its_own_labels_loads_with_the_datasets_labels_without_warnings(tmp_path, capsys):
+    """A fine-tuned checkpoint (3 labels) loaded for a 10-class dataset: 10 labels, and no transformers warning about
+    num_labels against the checkpoint's id2label (printed on every such run before)."""
+    from hftransfer.models import load_classifier
+
+    model_dir = build_tiny_native_vit(tmp_path / "vit")
+    loaded = load_classifier(str(model_dir), [str(i) for i in range(10)], "image")
+    assert loaded.model.config.num_labels == 10 and loaded.model.classifier.out_features == 10
+    assert "incompatible" not in capsys.readouterr().err

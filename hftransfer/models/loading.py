@@ -69,8 +69,7 @@ def load_classifier(
     from transformers import AutoConfig
 
     source = resolve_model_source(name_or_path)
-    label_kwargs = dict(
-        num_labels=len(label_names),
+    label_kwargs = dict(  # id2label sets num_labels; passing both warns when the checkpoint has its own labels
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
     )

@@ -69,16 +69,16 @@ def load_classifier(
     from transformers import AutoConfig
 
     source = resolve_model_source(name_or_path)
-    label_kwargs = dict(  # id2label sets num_labels; passing both warns when the checkpoint has its own labels
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
-    )
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, **label_kwargs)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         if source != name_or_path or Path(source).exists():
             raise ModelLoadError(f"cannot read the model config in {name_or_path!r}: {error}") from None
         raise hub_load_error("model", name_or_path, error) from None
+    # the dataset's labels, set after loading: as from_pretrained kwargs, num_labels warns against a checkpoint's own
+    # id2label, and a timm config's num_classes overrides id2label (num_labels follows id2label when set like this)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
 
     if config.model_type == "timm_wrapper" and config.model_args:
         # timm >= 1.0.2x exports record num_classes in model_args too; TimmWrapper passes num_labels as well

@@ -260,10 +260,33 @@ def recipe_output_dir(training_args):
 
 
 def run_recipe(main) -> None:
-    """Entry point wrapper: bad input becomes one line on stderr and exit status 2, not a traceback."""
+    """Entry point wrapper: bad input becomes one line on stderr and exit status 2, not a traceback; a finished run
+    ends with one line saying where the model went, how well it did and how to load it."""
     try:
-        main()
+        trainer = main()
     except HFTransferError as error:
         message = " ".join(str(error).split())
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    if trainer is not None and trainer.is_world_process_zero():
+        print(run_summary(trainer.args.output_dir, trainer.model.config), flush=True)
+
+
+PIPELINE_TASKS = {"image": "image-classification", "text": "text-classification"}
+
+
+def run_summary(output_dir: str, config) -> str:
+    """'done: ...' with the saved folder, its test accuracy (source and target for a DA run) and a line that loads it."""
+    from .models.loading import modality_of
+
+    folder = Path(output_dir)
+    scores = []
+    for split, label in (("test", "test accuracy"), ("target_test", "target test accuracy")):
+        path = folder / f"{split}_results.json"
+        if path.is_file():
+            value = json.loads(path.read_text()).get(f"{split}_accuracy")
+            if value is not None:
+                scores.append(f"{label} {value:.4f}")
+    task = PIPELINE_TASKS[modality_of(config)]
+    return (f"done: model saved in {output_dir}" + (f" ({', '.join(scores)})" if scores else "")
+            + f"; load it with transformers.pipeline({task!r}, model={output_dir!r})")

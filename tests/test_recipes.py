@@ -79,7 +79,10 @@ def test_image_recipe_from_the_command_line_with_accelerate(tiny_timm_dir, tmp_p
                str(REPO / "recipes" / "image_cls.py"), *tiny_image_args(tiny_timm_dir, out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "test_results.json").read_text())["test_accuracy"] >= 0.0
+    accuracy = json.loads((out / "test_results.json").read_text())["test_accuracy"]
+    summary = result.stdout.strip().splitlines()[-1]  # the run ends saying where the model went and how to load it
+    assert summary.startswith(f"done: model saved in {out} (test accuracy {accuracy:.4f})"), summary
+    assert "pipeline('image-classification'" in summary
 
 
 def test_text_recipe_from_the_command_line_with_yaml_config(tiny_bert_dir, tmp_path):
@@ -150,6 +153,7 @@ def test_transformers_native_image_model_runs_from_the_command_line(recipe, tmp_
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "target test accuracy" in result.stdout if recipe == "domain_adapt" else "test accuracy" in result.stdout
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["model_type"] == "vit" and saved["image_size"] == 32
 

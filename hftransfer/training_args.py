@@ -62,7 +62,9 @@ class TransferTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Keep loader workers alive between epochs (when there are workers)."}
     )
     bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
+        default=None,
+        metadata={"help": "bf16 mixed precision; default: what `accelerate launch --mixed_precision` (or its config "
+                  "file) says, else on where the GPU supports it, off on CPU."},
     )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'last' for the newest one in output_dir."}
@@ -95,6 +97,9 @@ class TransferTrainingArguments(TrainingArguments):
             self.use_cpu = True
         if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
             self.dataloader_pin_memory = False  # nothing to pin for; torch would warn at every loader start
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")  # accelerate launch --mixed_precision / its config
+        if self.bf16 is None and not self.fp16 and launcher in ("no", "bf16", "fp16"):
+            self.bf16, self.fp16 = launcher == "bf16", launcher == "fp16"  # what the launcher said wins over ours
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.fp16)
         extra_schedule = self.lr_scheduler_type if self.lr_scheduler_type in SCHEDULES else None

@@ -39,3 +39,24 @@ def test_shipped_configs_parse_and_name_their_command(path: Path):
     recipe = "image_cls" if "image_cls.py" in first_line else "text_cls"
     assert first_line.startswith("# accelerate launch recipes/") and f"--config recipes/configs/{path.name}" in first_line
     parse_recipe_args(IMAGE if recipe == "image_cls" else TEXT, {}, ["--config", str(path)])
+
+
+@pytest.mark.parametrize("launcher, flags, bf16", [
+    ("bf16", [], True),            # accelerate launch --mixed_precision bf16: on, even where ours would say off (CPU)
+    ("no", [], False),
+    ("bf16", ["--bf16", "false"], False),  # a recipe flag still wins over the launcher
+    (None, [], False),             # no launcher, no flag: ours (off on a CPU-only machine)
+])
+def test_mixed_precision_follows_the_launcher_unless_a_flag_says_otherwise(launcher, flags, bf16, monkeypatch,
+                                                                           tmp_path):
+    from transformers import HfArgumentParser
+
+    from hftransfer.training_args import TransferTrainingArguments
+
+    if launcher is None:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    else:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    (args,) = HfArgumentParser(TransferTrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--use_cpu", "true", *flags])
+    assert args.bf16 is bf16

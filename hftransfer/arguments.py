@@ -57,6 +57,10 @@ class ImageDataArguments(DataArguments):
 @dataclass
 class TextDataArguments(DataArguments):
     text_column: str | None = field(default=None, metadata={"help": "Text column (default: text/sentence/...)."})
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Second text of a sentence pair (NLI, paraphrase); default: sentence2 when "
+                                "the data has sentence1 and sentence2 columns, else none."},
+    )
     max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
 
 

@@ -167,3 +167,53 @@ def test_a_checkpoint_with_its_own_labels_loads_with_the_datasets_labels_without
     loaded = load_classifier(str(model_dir), [str(i) for i in range(10)], "image")
     assert loaded.model.config.num_labels == 10 and loaded.model.classifier.out_features == 10
     assert "incompatible" not in capsys.readouterr().err
+
+
+def real_tweet_pairs(path, n: int = 120, columns=("sentence1", "sentence2")):
+    """A pair task built from real text: two real tweets, labelled whether they carry the same sentiment."""
+    import csv
+    import random
+
+    tweets = load_classification_data("tweets_binary", "text", max_train_samples=2 * n, seed=0).splits["train"]
+    rows, rng = [], random.Random(0)
+    for i in range(n):
+        a, b = rng.randrange(len(tweets)), rng.randrange(len(tweets))
+        same = tweets[a]["label"] == tweets[b]["label"]
+        rows.append({columns[0]: tweets[a]["text"], columns[1]: tweets[b]["text"], "label": "same" if same else "different"})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*columns, "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("columns, flags", [
+    (("sentence1", "sentence2"), []),  # found by name, as transformers' run_glue.py does
+    (("premise", "hypothesis"), ["--text_column", "premise", "--text_pair_column", "hypothesis"]),
+])
+def test_sentence_pair_classification_trains_on_both_texts_and_loads_in_pipeline(columns, flags, tiny_bert_dir,
+                                                                                 text_recipe, tmp_path):
+    from transformers import pipeline
+
+    csv_path = real_tweet_pairs(tmp_path / "pairs.csv", columns=columns)
+    out = tmp_path / "out"
+    args = tiny_text_args(tiny_bert_dir, out, *flags)
+    args[args.index("--dataset") + 1] = str(csv_path)
+    trainer = text_recipe.main(args)
+    data = load_classification_data(str(csv_path), "text", input_column=flags[1] if flags else None,
+                                    pair_column=flags[3] if flags else None, max_train_samples=96, max_eval_samples=40)
+    assert data.pair_column == columns[1]
+    test = prepare_text_splits(data, trainer.processing_class, max_length=32)["test"]
+    assert all(1 in ids for ids in test["token_type_ids"])  # the second text is in every input, as segment B
+    expected = _trainer_predictions(trainer, test)
+    pairs = [{"text": a, "text_pair": b} for a, b in zip(data.splits["test"][columns[0]][:8], data.splits["test"][columns[1]][:8])]
+    classifier = pipeline("text-classification", model=str(out), device="cpu", truncation=True, max_length=32)
+    assert [r["label"] for r in classifier(pairs)] == [data.label_names[i] for i in expected[:8]]
+
+
+def test_a_pair_column_that_is_not_there_is_a_one_line_error(tmp_path):
+    from hftransfer.errors import DataError
+
+    csv_path = real_tweet_pairs(tmp_path / "pairs.csv", n=20)
+    with pytest.raises(DataError, match="sentence3"):
+        load_classification_data(str(csv_path), "text", pair_column="sentence3")

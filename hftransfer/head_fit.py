@@ -63,8 +63,12 @@ def head_inputs(trainer, max_examples: int = MAX_FIT_EXAMPLES) -> tuple[torch.Te
                 y = batch.pop("labels")
                 with capture_pooled_features(model) as captured, trainer.autocast_smart_context_manager():
                     model(**batch)
-                x = captured[0][: y.shape[0]].flatten(1).float()  # rows past the labels: unlabelled target examples
-                x, y = trainer.accelerator.gather_for_metrics((x, y))
+                x = captured[0][: y.shape[0]].float()  # rows past the labels: unlabelled target examples
+                if y.dim() > 1:  # token classification: one row per tagged word piece
+                    tagged = y >= 0
+                    x = trainer.accelerator.pad_across_processes(x[tagged])
+                    y = trainer.accelerator.pad_across_processes(y[tagged], pad_index=-100)
+                x, y = trainer.accelerator.gather_for_metrics((x.flatten(1), y))
                 feats.append(x)
                 labels.append(y)
                 seen += y.shape[0]

@@ -19,7 +19,7 @@ from typing import Literal
 from .errors import ConfigError, HubError
 from .redact import is_hub_id, public_name, public_record, public_value, scrub, training_args_json
 
-Task = Literal["image-classification", "text-classification"]
+Task = Literal["image-classification", "text-classification", "token-classification"]
 
 TEMPLATE = Path(__file__).parent / "model_cards" / "model_card.md"
 CARD = "README.md"
@@ -27,8 +27,12 @@ CARD_INPUTS = "card_inputs.json"  # everything the card was rendered from except
 CURVES = "training_curves.png"
 TRAINING_ARGS = "training_args.json"  # the public record of the TrainingArguments; training_args.bin stays local
 METRICS = {"accuracy": "Accuracy", "f1": "F1 (macro)", "precision": "Precision (macro)", "recall": "Recall (macro)"}
+# token classification: entities scored as conlleval does (micro over entities), accuracy over tagged words
+TOKEN_METRICS = {"f1": "Entity F1 (micro)", "precision": "Entity precision (micro)",
+                 "recall": "Entity recall (micro)", "accuracy": "Word accuracy"}
 TASKS = {"image": "image-classification", "text": "text-classification"}
-TASK_TITLES = {"image-classification": "Image Classification", "text-classification": "Text Classification"}
+TASK_TITLES = {"image-classification": "Image Classification", "text-classification": "Text Classification",
+               "token-classification": "Token Classification"}
 FRAMEWORKS = ("hftransfer", "torch", "transformers", "timm", "datasets", "accelerate", "huggingface_hub", "peft")
 # What a push publishes: only files that hftransfer (or transformers/peft on its behalf) writes into a finished output
 # folder, as found in the outputs of recipes/*.py and `hftransfer interpolate`. Everything else stays local:
@@ -196,21 +200,23 @@ def _results(task: str, datasets: list[dict], results: dict[str, dict]):
     from huggingface_hub import EvalResult
 
     eval_results, rows = [], []
-    titles = list(METRICS.values()) + ["Loss"]
+    names = TOKEN_METRICS if task == "token-classification" else METRICS
+    average = "micro" if task == "token-classification" else "macro"
+    titles = list(names.values()) + ["Loss"]
     for label, metrics in results.items():
         dataset = datasets[-1] if label.startswith("target_") else datasets[0]
         split = label.removeprefix("target_").removeprefix("source_")
         split = "validation" if split == "eval" else split
-        values = {m: metrics.get(f"{label}_{m}", metrics.get(m)) for m in list(METRICS) + ["loss"]}
-        if all(values[m] is None for m in METRICS):
+        values = {m: metrics.get(f"{label}_{m}", metrics.get(m)) for m in list(names) + ["loss"]}
+        if all(values[m] is None for m in names):
             continue
-        for metric, title in METRICS.items():
+        for metric, title in names.items():
             if values[metric] is None:
                 continue
             eval_results.append(EvalResult(
                 task_type=task, task_name=TASK_TITLES[task], dataset_type=dataset["name"],
                 dataset_name=dataset["display"], dataset_split=split, metric_type=metric, metric_name=title,
-                metric_value=values[metric], metric_args=None if metric == "accuracy" else {"average": "macro"},
+                metric_value=values[metric], metric_args=None if metric == "accuracy" else {"average": average},
             ))
         rows.append({
             "label": label, "split": label.replace("_", " ").replace("eval", "validation"),
@@ -531,7 +537,8 @@ def _first_line(error: Exception) -> str:
 # ---- recipe steps --------------------------------------------------------------------------------------------------
 
 
-def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, extra: dict | None = None) -> Path | None:
+def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, extra: dict | None = None,
+                   task: Task | None = None) -> Path | None:
     """After `trainer.save_model()`: the card for this run from what the recipe built, and training_args.json (on the
     process that saves, as for the model)."""
     args = trainer.args
@@ -542,7 +549,7 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
         args.output_dir,
         base_model=loaded.source,
         datasets=datasets or [data.name],
-        task=TASKS[loaded.modality],
+        task=task or TASKS[loaded.modality],
         strategy=describe_strategy(getattr(trainer, "strategy", None)),
         loss_components=[describe_component(c) for c in getattr(trainer, "loss_components", [])],
         training_args=args,

@@ -276,17 +276,20 @@ PIPELINE_TASKS = {"image": "image-classification", "text": "text-classification"
 
 
 def run_summary(output_dir: str, config) -> str:
-    """'done: ...' with the saved folder, its test accuracy (source and target for a DA run) and a line that loads it."""
+    """'done: ...' with the saved folder, its test score (source and target for a DA run; entity F1 for a token
+    classifier, accuracy otherwise) and a line that loads it."""
     from .models.loading import modality_of
 
+    tokens = any(a.endswith("ForTokenClassification") for a in (getattr(config, "architectures", None) or []))
+    metric, title = ("f1", "entity F1") if tokens else ("accuracy", "accuracy")
     folder = Path(output_dir)
     scores = []
-    for split, label in (("test", "test accuracy"), ("target_test", "target test accuracy")):
+    for split, label in (("test", "test"), ("target_test", "target test")):
         path = folder / f"{split}_results.json"
         if path.is_file():
-            value = json.loads(path.read_text()).get(f"{split}_accuracy")
+            value = json.loads(path.read_text()).get(f"{split}_{metric}")
             if value is not None:
-                scores.append(f"{label} {value:.4f}")
-    task = PIPELINE_TASKS[modality_of(config)]
+                scores.append(f"{label} {title} {value:.4f}")
+    task = "token-classification" if tokens else PIPELINE_TASKS[modality_of(config)]
     return (f"done: model saved in {output_dir}" + (f" ({', '.join(scores)})" if scores else "")
             + f"; load it with transformers.pipeline({task!r}, model={output_dir!r})")

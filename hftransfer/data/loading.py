@@ -54,6 +54,8 @@ def load_classification_data(
     `require_labels=False` (a domain-adaptation target) accepts a dataset without a label column: it then has
     no `label` column and no label names.
     """
+    if name in BUILTIN_DATASETS and BUILTIN_DATASETS.get(name).task != "classification":
+        raise DataError(f"built-in {name!r} is a {BUILTIN_DATASETS.get(name).task} dataset; use recipes/token_cls.py for it")
     raw, builtin = _load_raw(name, config_name)
     splits = _named_splits(raw, name)
     labelled = require_labels or label_column or any(c in splits["train"].column_names for c in _LABEL_COLUMNS)

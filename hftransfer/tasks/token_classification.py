@@ -1,0 +1,243 @@
+"""Token classification (named-entity recognition): word-tagged data, word-piece label alignment, the model with a
+token head, and entity-level metrics. Used by recipes/token_cls.py.
+
+Data: a built-in (`wnut16`, `conll2003`), a CoNLL column file (`.conll`, `.iob`, `.bio`, `.txt`: token first, tag
+last, a blank line between sentences), a json/jsonl/parquet file or folder, or a Hub dataset, with a column of word
+lists (`tokens`/`words`) and one of tags (`ner_tags`/`tags`/`labels`: strings, or integers named by a ClassLabel).
+As transformers' run_ner.py, a word's tag goes on its first word piece; the others are ignored (-100) unless
+`--label_all_tokens` gives them the word's tag (B- becoming I-).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.builtin import BUILTIN_DATASETS, read_conll, tag_names, token_dataset
+from ..errors import DataError, ModelLoadError
+from ..models.loading import LoadedModel
+
+PIPELINE_TASK = "token-classification"
+CONLL_SUFFIXES = (".conll", ".iob", ".bio", ".txt")
+_TOKEN_COLUMNS = ("tokens", "words")
+_TAG_COLUMNS = ("ner_tags", "tags", "labels", "label")
+# tokenizers that must be told words are space-separated to take pre-split words (as transformers' run_ner.py)
+_PREFIX_SPACE_MODELS = {"bloom", "gpt2", "roberta", "deberta", "longformer", "bart"}
+
+
+@dataclass
+class TokenDataArguments:
+    dataset: str | None = field(
+        default=None, metadata={"help": "Built-in (wnut16, conll2003), Hub dataset id, CoNLL file, json/parquet file or folder."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    tokens_column: str | None = field(default=None, metadata={"help": "Column of word lists (default: tokens/words)."})
+    tags_column: str | None = field(default=None, metadata={"help": "Column of tag lists (default: ner_tags/tags/labels)."})
+    validation_size: float = field(
+        default=0.1, metadata={"help": "Fraction (0-1) of train held out if there is no validation split."}
+    )
+    test_size: float = field(default=0.2, metadata={"help": "Fraction (0-1) of train held out if there is no test split."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most N training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N validation/test sentences."})
+    max_length: int = field(default=128, metadata={"help": "Truncate sentences to this many word pieces."})
+    label_all_tokens: bool = field(
+        default=False, metadata={"help": "Tag every word piece of a word, not only the first (B- becomes I-)."}
+    )
+
+
+@dataclass
+class TokenData:
+    splits: "datasets.DatasetDict"  # noqa: F821  train / validation / test with columns `tokens` and `ner_tags`
+    label_names: list[str]
+    name: str
+    builtin: bool = False
+
+
+# ---- data -----------------------------------------------------------------------------------------------------------
+
+
+def load_token_data(args: TokenDataArguments, seed: int) -> TokenData:
+    """Every check that can fail on bad data runs here, before any model is built or output written."""
+    from ..data.loading import _carve_missing_splits, _check_not_empty, _find_column, _load_raw, _named_splits
+
+    name = args.dataset
+    builtin = name in BUILTIN_DATASETS
+    if builtin and BUILTIN_DATASETS.get(name).task != PIPELINE_TASK:
+        raise DataError(f"built-in {name!r} is a classification dataset; use recipes/image_cls.py or text_cls.py for it, "
+                        f"or pass a token-classification one ({', '.join(_token_builtins())})")
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
+        splits = _read_conll_file(path)
+    else:
+        raw, _ = _load_raw(name, args.dataset_config)
+        splits = _named_splits(raw, name)
+    train = splits["train"]
+    tokens = _find_column(train, args.tokens_column, _TOKEN_COLUMNS, "tokens", name)
+    tags = _find_column(train, args.tags_column, _TAG_COLUMNS, "tags", name)
+    splits = splits.select_columns([tokens, tags])
+    if tokens != "tokens":
+        splits = splits.rename_column(tokens, "tokens")
+    if tags != "ner_tags":
+        splits = splits.rename_column(tags, "ner_tags")
+    splits, label_names = _encode_tags(splits, name)
+    splits = _carve_missing_splits(splits, args.validation_size, args.test_size, seed)
+    _check_not_empty(splits, name)
+    splits = _subsample(splits, args.max_train_samples, args.max_eval_samples, seed)
+    return TokenData(splits, label_names, name, builtin)
+
+
+def _token_builtins() -> list[str]:
+    return [n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).task == PIPELINE_TASK]
+
+
+def _read_conll_file(path: Path):
+    from datasets import DatasetDict
+
+    try:
+        sentences, tags = read_conll(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"cannot read {str(path)!r}: not UTF-8 text; save it as UTF-8") from None
+    if not sentences:
+        raise DataError(f"{str(path)!r} holds no tagged sentences; write 'token tag' lines, a blank line between sentences")
+    return DatasetDict(train=token_dataset(sentences, tags, tag_names(tags)))
+
+
+def _encode_tags(splits, name: str):
+    """Tags as ClassLabel ids, one per word, the same names in every split; -> (splits, label names)."""
+    from datasets import ClassLabel, Sequence
+
+    feature = splits["train"].features["ner_tags"]
+    inner = getattr(feature, "feature", None)
+    for split_name, split in splits.items():
+        for i, row in enumerate(split):
+            if not isinstance(row["tokens"], list) or not isinstance(row["ner_tags"], list):
+                raise DataError(f"{name!r} {split_name} row {i}: tokens and tags must be lists (one tag per word)")
+            if len(row["tokens"]) != len(row["ner_tags"]):
+                raise DataError(f"{name!r} {split_name} row {i} has {len(row['tokens'])} words but "
+                                f"{len(row['ner_tags'])} tags; give one tag per word")
+    if isinstance(inner, ClassLabel):
+        return splits, list(inner.names)
+    values = {t for split in splits.values() for row in split["ner_tags"] for t in row}
+    if not all(isinstance(v, str) for v in values):
+        raise DataError(f"the tags of {name!r} are numbers without names; give string tags (B-PER, O, ...) or a "
+                        "ClassLabel feature that names them")
+    names = tag_names([sorted(values)])
+    index = {n: i for i, n in enumerate(names)}
+    encoded = splits.map(lambda b: {"ner_tags": [[index[t] for t in row] for row in b["ner_tags"]]}, batched=True)
+    return encoded.cast_column("ner_tags", Sequence(ClassLabel(names=names))), names
+
+
+def _subsample(splits, max_train: int | None, max_eval: int | None, seed: int):
+    from datasets import DatasetDict
+
+    limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+    return DatasetDict({
+        k: s.shuffle(seed=seed).select(range(limits[k])) if limits[k] is not None and len(s) > limits[k] else s
+        for k, s in splits.items()
+    })
+
+
+# ---- model and word pieces ------------------------------------------------------------------------------------------
+
+
+def load_token_classifier(name_or_path: str, label_names: list[str], *, pretrained: bool = True,
+                          trust_remote_code: bool = False) -> LoadedModel:
+    """An AutoModelForTokenClassification with a new head for `label_names`, and its (fast) tokenizer."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from ..models.loading import _cap_model_max_length, _read_config, hub_load_error, modality_of, resolve_model_source
+
+    source = resolve_model_source(name_or_path)
+    config = _read_config(source, name_or_path, trust_remote_code)
+    if modality_of(config) != "text":
+        raise ModelLoadError(f"model {name_or_path!r} is an image model; token classification needs a text encoder")
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {n: i for i, n in enumerate(label_names)}
+    extra = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODELS else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
+        if not tokenizer.is_fast:
+            raise ModelLoadError(f"model {name_or_path!r} has no fast tokenizer (tokenizer.json), which aligning tags "
+                                 "to word pieces needs; pick a checkpoint that ships one")
+        if pretrained:
+            model = AutoModelForTokenClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code
+            )
+        else:
+            model = AutoModelForTokenClassification.from_config(config, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise hub_load_error("model", name_or_path, error) from None
+    except ValueError as error:  # an architecture without a token-classification head
+        raise ModelLoadError(f"model {name_or_path!r} has no token-classification head in transformers: "
+                             f"{str(error).splitlines()[0]}") from None
+    _cap_model_max_length(tokenizer, config)
+    return LoadedModel(model=model, processor=tokenizer, modality="text", source=name_or_path)
+
+
+def align_tags(word_ids: list[int | None], tags: list[int], inside: list[int] | None) -> list[int]:
+    """One label per word piece: the word's tag on its first piece; -100 on special tokens and, unless `inside` maps
+    each tag to its continuation (label_all_tokens), on the word's later pieces."""
+    labels, previous = [], None
+    for word in word_ids:
+        if word is None:
+            labels.append(-100)
+        elif word != previous:
+            labels.append(tags[word])
+        else:
+            labels.append(inside[tags[word]] if inside is not None else -100)
+        previous = word
+    return labels
+
+
+def prepare_token_splits(data: TokenData, tokenizer, *, max_length: int, label_all_tokens: bool = False) -> dict:
+    from ..validation import check_max_length
+
+    check_max_length(max_length, tokenizer)
+    inside = None
+    if label_all_tokens:
+        index = {n: i for i, n in enumerate(data.label_names)}
+        inside = [index.get("I-" + n[2:], i) if n.startswith("B-") else i for i, n in enumerate(data.label_names)]
+
+    def tokenize(batch):
+        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+        encoded["labels"] = [align_tags(encoded.word_ids(i), tags, inside) for i, tags in enumerate(batch["ner_tags"])]
+        return encoded
+
+    return {
+        name: split.map(tokenize, batched=True, remove_columns=split.column_names, desc=f"tokenising {name}")
+        for name, split in data.splits.items()
+    }
+
+
+def token_collator(tokenizer, on_gpu: bool):
+    from transformers import DataCollatorForTokenClassification
+
+    return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=8 if on_gpu else None)
+
+
+# ---- metrics --------------------------------------------------------------------------------------------------------
+
+
+def entity_metrics(label_names: list[str]):
+    """`compute_metrics` for the Trainer: seqeval's entity-level micro precision/recall/F1 (an entity counts when its
+    type and every word match, as conlleval scores it) and word accuracy, over the word pieces that carry a tag."""
+    import numpy as np
+
+    def compute(eval_prediction) -> dict[str, float]:
+        from seqeval.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+        predictions = np.asarray(eval_prediction.predictions)
+        references = np.asarray(eval_prediction.label_ids)
+        true, predicted = [], []
+        for pred_row, ref_row in zip(predictions, references):
+            kept = ref_row != -100
+            true.append([label_names[i] for i in ref_row[kept]])
+            predicted.append([label_names[i] for i in pred_row[kept]])
+        return {
+            "f1": float(f1_score(true, predicted, zero_division=0)),
+            "precision": float(precision_score(true, predicted, zero_division=0)),
+            "recall": float(recall_score(true, predicted, zero_division=0)),
+            "accuracy": float(accuracy_score(true, predicted)),
+        }
+
+    return compute

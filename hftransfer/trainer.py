@@ -75,6 +75,11 @@ class TransferTrainer(Trainer):
         self.report_datasets = dict(report_datasets or {})
         self._term_totals: dict[str, torch.Tensor] = {}
         super().__init__(model, args, *rest, **kwargs)
+        # Classification models take **kwargs, so transformers would pass them num_items_in_batch and then treat their
+        # loss as a sum over the whole accumulated, all-process batch; but they return a per-batch mean (BERT's
+        # CrossEntropyLoss ignores it). Measured on BERT: logged loss and gradients 2x with --gradient_accumulation_steps
+        # 2, and 2x under 2-process DDP. A per-batch mean is what every hftransfer model returns, so say so.
+        self.model_accepts_loss_kwargs = False
         if self.args.device.type == "cpu":
             keep_freed_host_memory()
         if self.strategy is not None:
@@ -151,7 +156,6 @@ class TransferTrainer(Trainer):
         """Build discriminators for this model's feature size and snapshot starting weights (L2-SP), on its device."""
         if not len(self.loss_components):
             return
-        self.loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean: Trainer divides for accumulation
         model = self.model
         head = head_module(model)
         feature_dim = getattr(head, "in_features", None)

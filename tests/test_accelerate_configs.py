@@ -1,0 +1,33 @@
+"""The shipped Accelerate config files (GPU machines): each parses with Accelerate's own loader and is headed by its
+launch command. On CPU, `accelerate launch` runs one process whatever the file says (its CPU multi-process path is
+MPI); CPU DDP goes through torchrun, tested in test_recipes.py and test_loss_scaling.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+CONFIGS = sorted((REPO / "accelerate_configs").glob("*.yaml"))
+
+
+def test_the_configs_are_shipped():
+    names = {c.stem for c in CONFIGS}
+    assert {"single_gpu_bf16", "multi_gpu_ddp_bf16", "multi_node_ddp_bf16", "fsdp_full_shard_bf16",
+            "deepspeed_zero2_bf16", "deepspeed_zero3_bf16"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_each_config_parses_and_starts_with_its_launch_command(config: Path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    parsed = load_config_from_file(str(config))
+    first = next(line for line in config.read_text().splitlines() if line.startswith("#") and "accelerate launch" in line)
+    assert f"--config_file accelerate_configs/{config.name}" in first
+    assert parsed.num_processes >= 1 and parsed.mixed_precision in ("no", "bf16", "fp16")
+    if parsed.distributed_type.value == "FSDP":
+        assert parsed.fsdp_config["fsdp_version"] == 2
+        assert parsed.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # save_pretrained writes whole weights
+    if parsed.distributed_type.value == "DEEPSPEED":
+        assert parsed.deepspeed_config["zero_stage"] in (2, 3)

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from .adaptation.base import DISCRIMINATOR_LR_SCALE
 from .errors import ConfigError
 from .metrics import compute_classification_metrics, predicted_classes
 from .models.groups import capture_pooled_features, head_module, head_parameter_names
@@ -260,7 +261,7 @@ class TransferTrainer(Trainer):
         return self.lr_scheduler
 
     def _component_param_groups(self, component: nn.Module) -> list[dict]:
-        """A component's parameters at the new head's learning rate times its lr_scale; biases and norm weights without
+        """A component's parameters at DISCRIMINATOR_LR_SCALE x the learning rate x its lr_scale; biases and norms without
         weight decay: Trainer's rule (get_decay_parameter_names), which finds norm layers by LayerNorm type or a 'norm'
         name, plus every other norm layer by type (a discriminator's BatchNorm1d is named like 'discriminator.1')."""
         norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
@@ -268,8 +269,7 @@ class TransferTrainer(Trainer):
                    for n, _ in module.named_parameters(recurse=False)}
         decay = set(self.get_decay_parameter_names(component)) - in_norm
         params = [(n, p) for n, p in component.named_parameters() if p.requires_grad]
-        head_scale = getattr(self.strategy, "head_lr_scale", 1.0)  # a discriminator is new, like the head
-        lr = self.args.learning_rate * head_scale * component.lr_scale
+        lr = self.args.learning_rate * DISCRIMINATOR_LR_SCALE * component.lr_scale
         groups = [
             {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay,
              "name": f"{component.name}/decay", "lr": lr},

@@ -44,7 +44,7 @@ FAMILY_DEFAULTS = {
     "timm": dict(image_size=64),
     "text": dict(
         learning_rate=1e-4,  # a pretrained encoder fine-tunes at 2e-5..1e-4; at 1e-3 MiniLM learned nothing (0.52)
-        head_lr_scale=10.0,  # the new head and the discriminator (a new network too) learn 10x faster
+        head_lr_scale=10.0,  # the new head learns 10x faster (the discriminator does in every family)
         num_train_epochs=1,
         per_device_train_batch_size=16,
         max_length=128,

@@ -75,6 +75,13 @@ def module_device(module: nn.Module | None) -> torch.device | None:
     return None
 
 
+# A discriminator is a new network: it learns at 10x the pretrained backbone's learning rate, TLlib's rule for every
+# new module. Measured (MNIST-5k -> digits, seed 0, image defaults): DANN's discriminator at the backbone's rate was
+# fooled all run (its loss 0.6-0.8, above ln 2) while a logistic regression told the domains apart from the features
+# at 0.98, and DANN stayed level with source-only (0.747 against 0.769); at 10x it reached 0.858.
+DISCRIMINATOR_LR_SCALE = 10.0
+
+
 def warmup_factor(progress: float, warmup: float) -> float:
     """Linear ramp from 0 at progress 0 to 1 at progress ``warmup`` (1 throughout when warmup <= 0)."""
     if warmup <= 0:
@@ -98,7 +105,7 @@ class LossComponent(nn.Module):
     name: ClassVar[str] = "loss_component"
     needs_target: ClassVar[bool] = True
     warmup_ramps_term: ClassVar[bool] = True
-    lr_scale: float = 1.0  # learning rate of the component's own parameters, relative to the new head's
+    lr_scale: float = 1.0  # learning rate of the component's own parameters, relative to DISCRIMINATOR_LR_SCALE's
 
     def __init__(self, weight: float = 1.0, warmup: float = 0.0):
         super().__init__()

@@ -21,7 +21,7 @@ class DANNLoss(LossComponent):
     it. The reversal coefficient follows :func:`dann_coefficient` (``schedule=True``) scaled by
     ``max_coefficient``, or stays at ``max_coefficient``; ``warmup`` ramps it too (the discriminator's own loss keeps
     its full weight, so it learns to tell the domains apart from the first step). The discriminator is a new
-    network: it learns at the new head's rate (``--head_lr_scale`` x ``--learning_rate``) times ``lr_scale``.
+    network: it learns at 10x ``--learning_rate`` (``DISCRIMINATOR_LR_SCALE``) times ``lr_scale``.
     """
 
     name = "dann"

@@ -164,5 +164,21 @@ def test_every_strategy_trains_the_token_head(strategy, tiny_bert_dir, token_rec
     tags = json.loads((out / "config.json").read_text())["id2label"]
     saved = load_file(out / "model.safetensors")
     assert saved["classifier.weight"].shape[0] == len(tags) and saved["classifier.weight"].abs().sum() > 0
-    if strategy in ("linear_probe", "lp_ft"):  # head fitted by logistic regression on the word pieces' features
-        assert trainer.strategy.head_fit["examples"] > 0
+    if strategy in ("linear_probe", "lp_ft"):  # head fitted by logistic regression on every tagged word piece
+        tagged = sum(sum(t != -100 for t in row) for row in trainer.train_dataset["labels"])
+        assert trainer.strategy.head_fit["examples"] == tagged > len(trainer.train_dataset)
+
+
+def test_readme_token_table_is_the_committed_benchmark_json():
+    """README.md's NER table is rendered from benchmarks/results/token_cls.json, not typed."""
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_token_cls", REPO / "benchmarks" / "token_cls.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from readme_tables import between
+
+    report = json.loads((REPO / "benchmarks" / "results" / "token_cls.json").read_text())
+    assert between(REPO / "README.md", bench.README_BEGIN, bench.README_END) == bench.markdown(report).strip()
+    assert len(report["seeds"]) == 3 and set(report["strategies"]) == {"full", "linear_probe"}

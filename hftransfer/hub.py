@@ -14,25 +14,17 @@ import os
 import re
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
 
 from .errors import ConfigError, HubError
 from .redact import is_hub_id, public_name, public_record, public_value, scrub, training_args_json
+from .tasks import TASKS
 
-Task = Literal["image-classification", "text-classification", "token-classification"]
 
 TEMPLATE = Path(__file__).parent / "model_cards" / "model_card.md"
 CARD = "README.md"
 CARD_INPUTS = "card_inputs.json"  # everything the card was rendered from except results, already made public
 CURVES = "training_curves.png"
 TRAINING_ARGS = "training_args.json"  # the public record of the TrainingArguments; training_args.bin stays local
-METRICS = {"accuracy": "Accuracy", "f1": "F1 (macro)", "precision": "Precision (macro)", "recall": "Recall (macro)"}
-# token classification: entities scored as conlleval does (micro over entities), accuracy over tagged words
-TOKEN_METRICS = {"f1": "Entity F1 (micro)", "precision": "Entity precision (micro)",
-                 "recall": "Entity recall (micro)", "accuracy": "Word accuracy"}
-TASKS = {"image": "image-classification", "text": "text-classification"}
-TASK_TITLES = {"image-classification": "Image Classification", "text-classification": "Text Classification",
-               "token-classification": "Token Classification"}
 FRAMEWORKS = ("hftransfer", "torch", "transformers", "timm", "datasets", "accelerate", "huggingface_hub", "peft")
 # What a push publishes: only files that hftransfer (or transformers/peft on its behalf) writes into a finished output
 # folder, as found in the outputs of recipes/*.py and `hftransfer interpolate`. Everything else stays local:
@@ -69,7 +61,7 @@ def write_model_card(
     *,
     base_model: str,
     datasets: list[str],
-    task: Task,
+    task: str,
     strategy: dict | None = None,
     loss_components: list[dict] | None = None,
     training_args=None,
@@ -86,8 +78,8 @@ def write_model_card(
     `results` maps a split label to its metrics as in `<label>_results.json` ({"test": {"test_accuracy": ...}});
     labels starting with `target_` are scored on the last of `datasets`, all others on the first.
     """
-    if task not in TASK_TITLES:
-        raise ConfigError(f"unknown card task {task!r}; use one of {', '.join(TASK_TITLES)}")
+    if task not in TASKS:
+        raise ConfigError(f"unknown card task {task!r}; use one of {', '.join(TASKS.names())}")
     out = Path(output_dir)
     secrets = _secrets(training_args)
     inputs = {
@@ -153,7 +145,7 @@ def _render(out: Path, inputs: dict, results: dict, template_path, secrets: list
         license=inputs["license"],
         pipeline_tag=task,
         tags=list(dict.fromkeys(tags)),
-        metrics=list(METRICS),
+        metrics=list(TASKS.get(task).metrics),
         eval_results=eval_results or None,
     )
     strategy = dict(inputs["strategy"])
@@ -165,7 +157,8 @@ def _render(out: Path, inputs: dict, results: dict, template_path, secrets: list
         template_path=str(template_path or TEMPLATE),
         model_name=inputs["model_name"],
         task=task,
-        task_title=TASK_TITLES[task],
+        task_title=TASKS.get(task).title,
+        example=TASKS.get(task).example,
         base_model_display=base["display"],
         base_model_phrase=_source_phrase(base, "model"),
         datasets_phrase=" and ".join(_source_phrase(d, "dataset") for d in datasets),
@@ -200,8 +193,7 @@ def _results(task: str, datasets: list[dict], results: dict[str, dict]):
     from huggingface_hub import EvalResult
 
     eval_results, rows = [], []
-    names = TOKEN_METRICS if task == "token-classification" else METRICS
-    average = "micro" if task == "token-classification" else "macro"
+    names, average = TASKS.get(task).metrics, TASKS.get(task).average
     titles = list(names.values()) + ["Loss"]
     for label, metrics in results.items():
         dataset = datasets[-1] if label.startswith("target_") else datasets[0]
@@ -214,7 +206,7 @@ def _results(task: str, datasets: list[dict], results: dict[str, dict]):
             if values[metric] is None:
                 continue
             eval_results.append(EvalResult(
-                task_type=task, task_name=TASK_TITLES[task], dataset_type=dataset["name"],
+                task_type=task, task_name=TASKS.get(task).title, dataset_type=dataset["name"],
                 dataset_name=dataset["display"], dataset_split=split, metric_type=metric, metric_name=title,
                 metric_value=values[metric], metric_args=None if metric == "accuracy" else {"average": average},
             ))
@@ -538,7 +530,7 @@ def _first_line(error: Exception) -> str:
 
 
 def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, extra: dict | None = None,
-                   task: Task | None = None) -> Path | None:
+                   task: str | None = None) -> Path | None:
     """After `trainer.save_model()`: the card for this run from what the recipe built, and training_args.json (on the
     process that saves, as for the model)."""
     args = trainer.args
@@ -549,7 +541,7 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
         args.output_dir,
         base_model=loaded.source,
         datasets=datasets or [data.name],
-        task=task or TASKS[loaded.modality],
+        task=task or f"{loaded.modality}-classification",
         strategy=describe_strategy(getattr(trainer, "strategy", None)),
         loss_components=[describe_component(c) for c in getattr(trainer, "loss_components", [])],
         training_args=args,

@@ -272,16 +272,13 @@ def run_recipe(main) -> None:
         print(run_summary(trainer.args.output_dir, trainer.model.config), flush=True)
 
 
-PIPELINE_TASKS = {"image": "image-classification", "text": "text-classification"}
-
-
 def run_summary(output_dir: str, config) -> str:
-    """'done: ...' with the saved folder, its test score (source and target for a DA run; entity F1 for a token
-    classifier, accuracy otherwise) and a line that loads it."""
-    from .models.loading import modality_of
+    """'done: ...' with the saved folder, its test score (source and target for a DA run; the task's summary metric,
+    e.g. entity F1 for a token classifier) and a line that loads it."""
+    from .tasks import TASKS, task_of
 
-    tokens = any(a.endswith("ForTokenClassification") for a in (getattr(config, "architectures", None) or []))
-    metric, title = ("f1", "entity F1") if tokens else ("accuracy", "accuracy")
+    task = task_of(config)
+    metric, words = TASKS.get(task).summary
     folder = Path(output_dir)
     scores = []
     for split, label in (("test", "test"), ("target_test", "target test")):
@@ -289,7 +286,6 @@ def run_summary(output_dir: str, config) -> str:
         if path.is_file():
             value = json.loads(path.read_text()).get(f"{split}_{metric}")
             if value is not None:
-                scores.append(f"{label} {title} {value:.4f}")
-    task = "token-classification" if tokens else PIPELINE_TASKS[modality_of(config)]
+                scores.append(f"{label} {words} {value:.4f}")
     return (f"done: model saved in {output_dir}" + (f" ({', '.join(scores)})" if scores else "")
             + f"; load it with transformers.pipeline({task!r}, model={output_dir!r})")

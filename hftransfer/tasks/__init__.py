@@ -1,4 +1,52 @@
-"""Task modules: what a task needs beyond sequence classification (its data, label alignment, model class, metrics
-and card entry), each imported only by the recipe that runs it. Strategies, loss components, the trainer, selection
-and the Hub code stay task-agnostic.
+"""Tasks: what the package-wide code (model card, final summary line) needs to know about each task, in one registry,
+and the task modules (e.g. `hftransfer.tasks.token_classification`: data, label alignment, model class, metrics),
+each imported only by the recipe that runs it. Strategies, loss components, the trainer, selection and the Hub code
+stay task-agnostic.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..registry import Registry
+
+_MACRO = {"accuracy": "Accuracy", "f1": "F1 (macro)", "precision": "Precision (macro)", "recall": "Recall (macro)"}
+
+
+@dataclass(frozen=True)
+class Task:
+    title: str  # the card's task name
+    metrics: dict[str, str]  # metric key (as in <split>_results.json) -> its title in the card, in table order
+    average: str  # how f1/precision/recall average (the card metadata's metric_args)
+    summary: tuple[str, str]  # (metric key, words) of the score the final `done:` line reports
+    example: str  # what the card's usage snippet passes to the pipeline
+    architecture_suffix: str  # the saved config's architecture ends with this (e.g. ForTokenClassification)
+
+
+TASKS: Registry[Task] = Registry("task")
+TASKS.register("image-classification", Task(
+    "Image Classification", _MACRO, "macro", ("accuracy", "accuracy"), '"path/to/image.png"',
+    "ForImageClassification",
+))
+TASKS.register("text-classification", Task(
+    "Text Classification", _MACRO, "macro", ("accuracy", "accuracy"), '"I love this!"', "ForSequenceClassification",
+))
+TASKS.register("token-classification", Task(
+    "Token Classification",
+    # entities scored as conlleval does (micro over entities); accuracy over the tagged words
+    {"f1": "Entity F1 (micro)", "precision": "Entity precision (micro)", "recall": "Entity recall (micro)",
+     "accuracy": "Word accuracy"},
+    "micro", ("f1", "entity F1"), '"Ada Lovelace was born in London", aggregation_strategy="simple"',
+    "ForTokenClassification",
+))
+
+
+def task_of(config) -> str:
+    """The registered task a saved model's config belongs to: by its architecture, else image/text classification."""
+    from ..models.loading import modality_of
+
+    for architecture in getattr(config, "architectures", None) or []:
+        for name in TASKS.names():
+            if architecture.endswith(TASKS.get(name).architecture_suffix):
+                return name
+    return "image-classification" if modality_of(config) == "image" else "text-classification"

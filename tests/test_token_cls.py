@@ -182,3 +182,19 @@ def test_readme_token_table_is_the_committed_benchmark_json():
     report = json.loads((REPO / "benchmarks" / "results" / "token_cls.json").read_text())
     assert between(REPO / "README.md", bench.README_BEGIN, bench.README_END) == bench.markdown(report).strip()
     assert len(report["seeds"]) == 3 and set(report["strategies"]) == {"full", "linear_probe"}
+
+
+def test_the_package_imports_no_task_module_it_does_not_need():
+    code = ("import sys, hftransfer, hftransfer.hub, hftransfer.outputs, hftransfer.trainer, hftransfer.cli; "
+            "print(any(m.startswith('hftransfer.tasks.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_a_saved_models_task_comes_from_its_architecture():
+    from transformers import BertConfig
+
+    from hftransfer.tasks import task_of
+
+    assert task_of(BertConfig(architectures=["BertForTokenClassification"])) == "token-classification"
+    assert task_of(BertConfig(architectures=["BertForSequenceClassification"])) == "text-classification"

@@ -269,7 +269,7 @@ class TransferTrainer(Trainer):
                    for n, _ in module.named_parameters(recurse=False)}
         decay = set(self.get_decay_parameter_names(component)) - in_norm
         params = [(n, p) for n, p in component.named_parameters() if p.requires_grad]
-        lr = self.args.learning_rate * DISCRIMINATOR_LR_SCALE * component.lr_scale
+        lr = self.args.learning_rate * (DISCRIMINATOR_LR_SCALE * component.lr_scale)  # 10 x 0.1 is exactly 1
         groups = [
             {"params": [p for n, p in params if n in decay], "weight_decay": self.args.weight_decay,
              "name": f"{component.name}/decay", "lr": lr},

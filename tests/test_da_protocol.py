@@ -75,6 +75,19 @@ def test_annealing_schedule_per_group_lrs_and_sgd_nesterov(domain_recipe, tiny_t
     assert "annealing" in card
 
 
+@pytest.mark.parametrize("method, scale", [("dann", 10.0), ("cdan", 1.0), ("instance_weighting", 10.0)])
+def test_discriminators_learn_at_their_methods_default_rate(domain_recipe, tiny_timm_dir, tmp_path, method, scale):
+    """DANN's discriminator (and instance weighting's domain classifier) at 10x the backbone, CDAN's at 1x, whatever
+    the head's scale (--head_lr_scale 3 here)."""
+    lr = 1e-3
+    trainer = domain_recipe.main(da_args(tiny_timm_dir, tmp_path / "out", "--method", method, "--max_steps", "1",
+                                         "--learning_rate", str(lr), "--head_lr_scale", "3",
+                                         "--lr_scheduler_type", "constant", "--warmup_steps", "0"))
+    optimizer = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    rates = {g["name"]: g["lr"] for g in optimizer.param_groups if g["name"].startswith(method)}
+    assert rates and all(r == pytest.approx(lr * scale) for r in rates.values()), rates
+
+
 @pytest.mark.parametrize("kwargs, message", [('{"gama": 10}', "does not take"), ('{"gamma": -1}', "gamma >= 0"),
                                              ("gamma=10", "not JSON")])
 def test_annealing_schedule_options_are_checked_at_parse_time(domain_recipe, tiny_timm_dir, tmp_path, kwargs,

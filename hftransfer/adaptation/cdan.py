@@ -31,7 +31,10 @@ class CDANLoss(LossComponent):
     ``feature_dim * num_classes > max_dim`` (or ``randomized=True``) the map is replaced by the
     randomized multilinear map ``(f R_f) ⊙ (g R_g) / sqrt(randomized_dim)`` with fixed Gaussian
     R_f, R_g (seeded, saved as buffers). ``entropy_conditioning`` (CDAN+E) weights each sample by
-    ``1 + exp(-H(g))``, normalised to mean 1 within each domain.
+    ``1 + exp(-H(g))``, normalised to mean 1 within each domain. The discriminator learns at the backbone's rate
+    (``lr_scale`` 0.1 of DISCRIMINATOR_LR_SCALE's 10x): measured with the image defaults (seed 0), CDAN at 10x fell
+    from 0.712 to 0.656 on digits -> MNIST-5k and from 0.939 to 0.903 on MNIST-5k -> digits, while DANN gained
+    (0.596 -> 0.627, 0.747 -> 0.858).
     """
 
     name = "cdan"
@@ -42,7 +45,7 @@ class CDANLoss(LossComponent):
     def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,
                  randomized: bool | None = None, randomized_dim: int = 1024, max_dim: int = 4096,
-                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float | None = None, lr_scale: float = 1.0, seed: int = 0):
+                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float | None = None, lr_scale: float = 0.1, seed: int = 0):
         super().__init__(weight, warmup)
         self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
         self.batch_norm, self.dropout = bool(batch_norm), float(dropout)

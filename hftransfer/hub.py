@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import ConfigError, HubError
 from .redact import is_hub_id, public_name, public_record, public_value, scrub, training_args_json
+from .drift import LAYER_DRIFT
 from .tasks import TASKS
 
 
@@ -39,7 +40,7 @@ PUSH_FILES = frozenset({
     "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model", "spm.model",
     "tokenizer.model", "bpe.codes",
     # the card (hftransfer.hub) and the run's records
-    CARD, CARD_INPUTS, CURVES, TRAINING_ARGS, "transfer_strategy.json", "wise_ft.json", "wise_ft_eval.json",
+    CARD, CARD_INPUTS, CURVES, TRAINING_ARGS, LAYER_DRIFT, "transfer_strategy.json", "wise_ft.json", "wise_ft_eval.json",
     "train_results.json", "eval_results.json", "test_results.json", "target_test_results.json", "all_results.json",
     "interpolation.json", "interpolation.png",  # hftransfer interpolate
     # --strategy lora: the adapter itself (peft; safetensors only)
@@ -67,6 +68,7 @@ def write_model_card(
     training_args=None,
     results: dict[str, dict] | None = None,
     log_history: list[dict] | None = None,
+    layer_drift: list[dict] | None = None,
     extra: dict | None = None,
     license: str = "apache-2.0",
     model_name: str | None = None,
@@ -95,6 +97,7 @@ def write_model_card(
         "repo_id": repo_id,
         "framework_versions": framework_versions(),
         "log_history": [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in log_history or []],
+        "layer_drift": list(layer_drift or []),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / CARD_INPUTS).write_text(scrub(json.dumps(inputs, indent=2), secrets) + "\n")
@@ -159,6 +162,9 @@ def _render(out: Path, inputs: dict, results: dict, template_path, secrets: list
         task=task,
         task_title=TASKS.get(task).title,
         example=TASKS.get(task).example,
+        metrics_note=TASKS.get(task).metrics_note,
+        layer_drift=[{**row, "relative_change": f"{row['relative_change']:.4f}", "parameters": f"{row['parameters']:,d}"}
+                     for row in inputs.get("layer_drift", [])],
         base_model_display=base["display"],
         base_model_phrase=_source_phrase(base, "model"),
         datasets_phrase=" and ".join(_source_phrase(d, "dataset") for d in datasets),
@@ -537,6 +543,9 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
     if not args.should_save:
         return None
     write_training_args(args.output_dir, args)
+    drift = getattr(trainer, "layer_drift", None)
+    if drift:
+        (Path(args.output_dir) / LAYER_DRIFT).write_text(json.dumps(drift, indent=2) + "\n")
     return write_model_card(
         args.output_dir,
         base_model=loaded.source,
@@ -547,6 +556,7 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
         training_args=args,
         results=read_results(args.output_dir),
         log_history=trainer.state.log_history,
+        layer_drift=drift,
         extra={**_wise_ft_line(getattr(trainer, "wise_ft", None)), **(extra or {})},
         repo_id=args.hub_model_id,
     )

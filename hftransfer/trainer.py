@@ -15,9 +15,10 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from .adaptation.base import DISCRIMINATOR_LR_SCALE
+from .drift import layer_drift, snapshot
 from .errors import ConfigError
 from .metrics import compute_classification_metrics, predicted_classes
-from .models.groups import capture_pooled_features, head_module, head_parameter_names
+from .models.groups import capture_pooled_features, head_module, head_parameter_names, layer_groups
 from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
 from .redact import redacted_args
 from .schedules import SCHEDULES, PlateauWithFactors
@@ -88,6 +89,8 @@ class TransferTrainer(Trainer):
         self._setup_loss_components()
         self._wise_ft_start = self._snapshot_for_wise_ft()
         self.wise_ft: dict | None = None
+        self._drift_start = snapshot(self.model) if self.model is not None else None
+        self.layer_drift: list[dict] | None = None  # per layer group, for the card (hftransfer.drift)
         self.lengthened_epoch_steps: int | None = None  # set when --min_train_steps lengthens the run
 
     def _snapshot_for_wise_ft(self) -> dict[str, torch.Tensor] | None:
@@ -115,6 +118,9 @@ class TransferTrainer(Trainer):
             from .weights import choose_wise_ft
 
             self.wise_ft = choose_wise_ft(self, self._wise_ft_start, self.args.wise_ft_alphas)
+        if self._drift_start is not None:
+            groups = self.strategy.groups if self.strategy is not None else layer_groups(self.model)
+            self.layer_drift = layer_drift(self.model, self._drift_start, groups)
         return output
 
     def _fit_head(self) -> None:

@@ -312,7 +312,7 @@ def test_push_to_hub_without_repo_id_fails_before_training(tmp_path):
 
 HOST = "tb-host-7f3a9"  # socket.gethostname() while a test runs: distinct enough to find in any byte string
 PUBLISHED_LORA_RUN = {  # a finished text run with --strategy lora, tokenizer files aside
-    "README.md", "card_inputs.json", "training_curves.png", "training_args.json", "transfer_strategy.json",
+    "README.md", "card_inputs.json", "training_curves.png", "training_args.json", "transfer_strategy.json", "layer_drift.json",
     "config.json", "model.safetensors", "train_results.json", "eval_results.json", "test_results.json",
     "all_results.json", "adapter/README.md", "adapter/adapter_config.json", "adapter/adapter_model.safetensors",
 }

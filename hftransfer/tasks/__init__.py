@@ -21,6 +21,7 @@ class Task:
     summary: tuple[str, str]  # (metric key, words) of the score the final `done:` line reports
     example: str  # what the card's usage snippet passes to the pipeline
     architecture_suffix: str  # the saved config's architecture ends with this (e.g. ForTokenClassification)
+    metrics_note: str = "Precision, recall and F1 are macro averages over classes."  # under the card's results
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -38,6 +39,8 @@ TASKS.register("token-classification", Task(
      "accuracy": "Word accuracy"},
     "micro", ("f1", "entity F1"), '"Ada Lovelace was born in London", aggregation_strategy="simple"',
     "ForTokenClassification",
+    "Entity precision, recall and F1 are micro averages over entities, an entity counting when its type and every "
+    "word match (conlleval); word accuracy is over the tagged words.",
 ))
 
 

@@ -175,7 +175,7 @@ def test_component_learning_rate_scale(domain_recipe, tiny_timm_dir, tmp_path):
                                               "--method_options", "lr_scale=10,hidden_dim=32"))
     groups = [g for g in trainer.optimizer.param_groups if g.get("name", "").split("/")[0] == "dann"]
     assert [g["name"] for g in groups] == ["dann/decay", "dann/no_decay"]
-    assert all(g["initial_lr"] == pytest.approx(10 * trainer.args.learning_rate) for g in groups)
+    assert all(g["initial_lr"] == pytest.approx(100 * trainer.args.learning_rate) for g in groups)  # 10x, times 10
     assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in trainer.loss_components.parameters()}
     assert trainer.loss_components[0].discriminator[0].out_features == 32
 
@@ -322,17 +322,18 @@ def _linear_weights(module) -> set[str]:
 
 def hand_written_steps(model, component, batches, lr=1e-2, weight_decay=0.1, max_norm=0.05):
     """What the trainer should do: every gradient zeroed before each step; AdamW with no decay on biases and norm
-    weights; the model's gradient and the discriminator's clipped each to max_norm; constant learning rate."""
+    weights; the discriminator at 10x the model's learning rate times its lr_scale; the model's gradient and the
+    discriminator's clipped each to max_norm; constant learning rate."""
     import torch
 
     from hftransfer.adaptation import AdaptationContext
 
     groups = []
-    for module in (model, component):
+    for module, rate in ((model, lr), (component, lr * 10 * component.lr_scale)):
         decay = _linear_weights(module)
         named = list(module.named_parameters())
-        groups += [{"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
-                   {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}]
+        groups += [{"params": [p for n, p in named if n in decay], "weight_decay": weight_decay, "lr": rate},
+                   {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0, "lr": rate}]
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
     for step, batch in enumerate(batches):
         optimizer.zero_grad(set_to_none=True)

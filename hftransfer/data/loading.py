@@ -106,7 +106,8 @@ def input_column_arg(data_args, modality: Modality) -> str | None:
     return getattr(data_args, "image_column" if modality == "image" else "text_column", None)
 
 
-def _load_raw(name: str, config_name: str | None):
+def _load_raw(name: str, config_name: str | None, task: str = "classification"):
+    """The raw DatasetDict and whether it is a built-in; an unknown built-in name lists the built-ins of `task`."""
     import datasets
 
     if name in BUILTIN_DATASETS:
@@ -132,7 +133,8 @@ def _load_raw(name: str, config_name: str | None):
         raise DataError(f"dataset path {name!r} does not exist; pass an existing folder or file, a Hub id or a built-in")
     if "/" not in name:
         raise DataError(
-            f"unknown built-in dataset {name!r}; built-ins are {', '.join(BUILTIN_DATASETS.names())}, "
+            f"unknown built-in dataset {name!r}; built-ins are "
+            f"{', '.join(n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).task == task)}, "
             "or pass a Hub dataset id (org/name) or a local folder/file"
         )
     try:

@@ -69,7 +69,7 @@ def load_token_data(args: TokenDataArguments, seed: int) -> TokenData:
     if path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
         splits = _read_conll_file(path)
     else:
-        raw, _ = _load_raw(name, args.dataset_config)
+        raw, _ = _load_raw(name, args.dataset_config, task=PIPELINE_TASK)
         splits = _named_splits(raw, name)
     train = splits["train"]
     tokens = _find_column(train, args.tokens_column, _TOKEN_COLUMNS, "tokens", name)

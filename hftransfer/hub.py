@@ -15,9 +15,9 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+from .drift import LAYER_DRIFT
 from .errors import ConfigError, HubError
 from .redact import is_hub_id, public_name, public_record, public_value, scrub, training_args_json
-from .drift import LAYER_DRIFT
 from .tasks import TASKS
 
 

@@ -89,7 +89,9 @@ class TransferTrainer(Trainer):
         self._setup_loss_components()
         self._wise_ft_start = self._snapshot_for_wise_ft()
         self.wise_ft: dict | None = None
-        self._drift_start = snapshot(self.model) if self.model is not None else None
+        # one CPU copy of the starting weights: WiSE-FT's when it keeps one (its state dict holds every parameter)
+        self._drift_start = self._wise_ft_start if self._wise_ft_start is not None else (
+            snapshot(self.model) if self.model is not None else None)
         self.layer_drift: list[dict] | None = None  # per layer group, for the card (hftransfer.drift)
         self.lengthened_epoch_steps: int | None = None  # set when --min_train_steps lengthens the run
 

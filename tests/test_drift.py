@@ -38,3 +38,14 @@ def test_drift_is_relative_to_the_starting_weights():
         model.weight.mul_(1.5)  # every weight 50% larger: relative change 0.5
     (row,) = layer_drift(model, start, [LayerGroup("all", dict(model.named_parameters()))])
     assert row == {"group": "all", "parameters": 16, "relative_change": pytest.approx(0.5)}
+
+
+def test_drift_with_wise_ft_reads_the_interpolated_model(tiny_timm_dir, image_recipe, tmp_path):
+    """With --wise_ft_alphas the starting weights are WiSE-FT's copy; the drift is the saved (interpolated) model's."""
+    from hftransfer.drift import layer_drift
+
+    out = tmp_path / "out"
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, out, "--wise_ft_alphas", "0", "1"))
+    drift = json.loads((out / "layer_drift.json").read_text())
+    assert trainer.wise_ft is not None and [row["group"] for row in drift] == [g.name for g in trainer.strategy.groups]
+    assert drift == layer_drift(trainer.model, trainer._wise_ft_start, trainer.strategy.groups)

@@ -23,6 +23,11 @@ class BuiltinDataset:
 BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset")
 
 
+def builtin_names(task: str) -> list[str]:
+    """The built-in datasets of one task ("classification", "token-classification"), sorted."""
+    return [n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).task == task]
+
+
 def _image_dataset(images: np.ndarray, labels: np.ndarray, names: list[str]):
     """uint8 [N, H, W] grey images -> a Dataset with PNG-encoded `image` and ClassLabel `label` columns."""
     from datasets import ClassLabel, Dataset, Features, Image

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import DataError
-from .builtin import BUILTIN_DATASETS
+from .builtin import BUILTIN_DATASETS, builtin_names
 
 Modality = Literal["image", "text"]
 
@@ -133,8 +133,7 @@ def _load_raw(name: str, config_name: str | None, task: str = "classification"):
         raise DataError(f"dataset path {name!r} does not exist; pass an existing folder or file, a Hub id or a built-in")
     if "/" not in name:
         raise DataError(
-            f"unknown built-in dataset {name!r}; built-ins are "
-            f"{', '.join(n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).task == task)}, "
+            f"unknown built-in dataset {name!r}; built-ins are {', '.join(builtin_names(task))}, "
             "or pass a Hub dataset id (org/name) or a local folder/file"
         )
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.builtin import BUILTIN_DATASETS, read_conll, tag_names, token_dataset
+from ..data.builtin import BUILTIN_DATASETS, builtin_names, read_conll, tag_names, token_dataset
 from ..errors import DataError, ModelLoadError
 from ..models.loading import LoadedModel
 
@@ -64,7 +64,7 @@ def load_token_data(args: TokenDataArguments, seed: int) -> TokenData:
     builtin = name in BUILTIN_DATASETS
     if builtin and BUILTIN_DATASETS.get(name).task != PIPELINE_TASK:
         raise DataError(f"built-in {name!r} is a classification dataset; use recipes/image_cls.py or text_cls.py for it, "
-                        f"or pass a token-classification one ({', '.join(_token_builtins())})")
+                        f"or pass a token-classification one ({', '.join(builtin_names(PIPELINE_TASK))})")
     path = Path(name).expanduser()
     if path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
         splits = _read_conll_file(path)
@@ -84,10 +84,6 @@ def load_token_data(args: TokenDataArguments, seed: int) -> TokenData:
     _check_not_empty(splits, name)
     splits = _subsample(splits, args.max_train_samples, args.max_eval_samples, seed)
     return TokenData(splits, label_names, name, builtin)
-
-
-def _token_builtins() -> list[str]:
-    return [n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).task == PIPELINE_TASK]
 
 
 def _read_conll_file(path: Path):

@@ -131,17 +131,7 @@ def test_recipes_train_small_data_at_least_200_steps_by_default(recipe_name):
 
 def test_readme_few_label_tables_are_the_committed_benchmark_json():
     """README.md's few-label tables are rendered from benchmarks/results/few_label.json, not typed."""
-    import importlib.util
-    import json
-    import sys
-    from pathlib import Path
+    from bench_readme import readme_table_and_rendering
 
-    repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_few_label", repo / "benchmarks" / "few_label.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    from readme_tables import between
-
-    report = json.loads((repo / "benchmarks" / "results" / "few_label.json").read_text())
-    assert between(repo / "README.md", bench.README_BEGIN, bench.README_END) == bench.markdown(report).strip()
+    table, rendered, _ = readme_table_and_rendering("few_label")
+    assert table == rendered

@@ -171,16 +171,10 @@ def test_every_strategy_trains_the_token_head(strategy, tiny_bert_dir, token_rec
 
 def test_readme_token_table_is_the_committed_benchmark_json():
     """README.md's NER table is rendered from benchmarks/results/token_cls.json, not typed."""
-    import importlib.util
+    from bench_readme import readme_table_and_rendering
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_token_cls", REPO / "benchmarks" / "token_cls.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    from readme_tables import between
-
-    report = json.loads((REPO / "benchmarks" / "results" / "token_cls.json").read_text())
-    assert between(REPO / "README.md", bench.README_BEGIN, bench.README_END) == bench.markdown(report).strip()
+    table, rendered, report = readme_table_and_rendering("token_cls")
+    assert table == rendered
     assert len(report["seeds"]) == 3 and set(report["strategies"]) == {"full", "linear_probe"}
 
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from readme_tables import replace_between  # noqa: E402  (same folder)
-from strategies import STRATEGIES, load_main  # noqa: E402
+from strategies import STRATEGIES as FULL_DATA_STRATEGIES, load_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+STRATEGIES = [*FULL_DATA_STRATEGIES, "setfit"]  # setfit is a few-label strategy: not in the full-data benchmark
 # setting -> (recipe, model, dataset, image size or None, the data arguments that make it few-label)
 SETTINGS = {
     "mnist5k-10": ("image_cls", "efficientnet_lite0", "mnist5k", 64, ["--samples_per_class", "10"]),

@@ -72,7 +72,7 @@ class DomainDataArguments(ImageDataArguments, TextDataArguments):
 @dataclass
 class StrategyArguments:
     strategy: str = field(
-        default="full", metadata={"help": "full, linear_probe, gradual, llrd, lp_ft, bitfit or lora."}
+        default="full", metadata={"help": "full, linear_probe, gradual, llrd, lp_ft, bitfit, lora or setfit."}
     )
     head_lr_scale: float = field(default=1.0, metadata={"help": "LR multiplier of the new head (e.g. 10)."})
     norm_statistics: str | None = field(
@@ -99,6 +99,11 @@ class StrategyArguments:
     lp_epochs: float = field(default=1.0, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning."})
     ft_lr_scale: float = field(default=0.1, metadata={"help": "lp_ft: LR multiplier of the fine-tuning phase."})
     bitfit_norms: bool = field(default=True, metadata={"help": "bitfit: also train normalisation weights."})
+    setfit_iterations: int = field(
+        default=20, metadata={"help": "setfit: passes over the labelled examples that make contrastive pairs (each "
+                              "example: one same-class and one other-class partner per pass)."}
+    )
+    setfit_max_pairs: int = field(default=20000, metadata={"help": "setfit: at most this many contrastive pairs."})
     lora_r: int = field(default=8, metadata={"help": "lora: adapter rank."})
     lora_alpha: int = field(default=16, metadata={"help": "lora: scaling alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "lora: adapter dropout."})

@@ -111,8 +111,10 @@ class TransferTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
         self._apply_min_train_steps()
-        if self.strategy is not None and self.strategy.head_init == "fit" and not resume_from_checkpoint:
-            self._fit_head()  # a resumed run's head comes from its checkpoint
+        if self.strategy is not None and not resume_from_checkpoint:  # a resumed run's weights come from its checkpoint
+            self.strategy.before_training(self)
+            if self.strategy.head_init == "fit":
+                self._fit_head()
         self._terms_logged_at = None  # set to the first step this call trains: the resumed one after a resume
         self._term_totals = {}
         output = super().train(resume_from_checkpoint, *args, **kwargs)

@@ -77,6 +77,7 @@ SPEC = {
     "lp_ft": ({"lp_epochs": 0.5, "ft_lr_scale": 0.1}, lambda s, d, n: (1.0 if d == 0 else 0.0) if s < 3 else 0.1),
     "bitfit": ({}, lambda s, d, n: 1.0),
     "lora": ({"lora_r": 4}, lambda s, d, n: 1.0),
+    "setfit": ({"setfit_iterations": 1}, lambda s, d, n: 1.0 if d == 0 else None),  # backbone: before step 0 only
 }
 
 
@@ -129,7 +130,7 @@ def test_strategy_freezes_trains_and_scales_lr_as_specified(name, tiny_timm_dir,
         frozen = [k for _, names in groups[:-3] for k in names]
         assert all(changed(before, after, trained).values())
         assert frozen and not any(changed(before, after, frozen).values())
-    elif name == "lp_ft":
+    elif name in ("lp_ft", "setfit"):
         assert all(changed(before, after, backbone).values())
     elif name == "bitfit":
         conv_weights = [k for k in backbone if k.endswith("weight") and before[k].ndim == 4]

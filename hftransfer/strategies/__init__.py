@@ -4,7 +4,7 @@ from ..registry import Registry
 
 STRATEGIES = Registry("strategy")
 
-from . import bitfit, full, gradual, linear_probe, llrd, lora, lp_ft  # noqa: E402,F401  (registrations)
+from . import bitfit, full, gradual, linear_probe, llrd, lora, lp_ft, setfit  # noqa: E402,F401  (registrations)
 from .base import Phase, Strategy  # noqa: E402
 
 

@@ -91,6 +91,9 @@ class Strategy:
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model
 
+    def before_training(self, trainer) -> None:
+        """Once before the first optimizer step of a fresh run (not after a resume), before the head fit."""
+
     def describe(self) -> dict:
         return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay,
                 "norm_statistics": self.norm_statistics, "head_init": self.head_init,

@@ -140,6 +140,11 @@ class AdaptationArguments(RegularizerArguments):
     method_options: str | None = field(
         default=None, metadata={"help": "Method options as key=value pairs, e.g. 'hidden_dim=512,gamma=10'."}
     )
+    shift_samples: int = field(
+        default=500,
+        metadata={"help": "Examples per domain for the domain shift measured before training (proxy A-distance and MMD "
+                  "on the frozen features, as `hftransfer shift`; in the card and domain_shift.json); 0 skips it."},
+    )
     select_on: str = field(
         default="source",
         metadata={"help": "Checkpoint selection: 'source' validation, or 'target' (needs a labelled target validation split)."},

@@ -5,6 +5,7 @@
     hftransfer rank --models efficientnet_lite0 ./my-ckpt --dataset digits --max-samples 500 --output ranking.json
     hftransfer interpolate --pretrained efficientnet_lite0 --finetuned outputs/image_cls --eval mnist5k digits
     hftransfer compare --recipe recipes/image_cls.py --seeds 0 1 2 --max_train_samples 500 --output_dir out/cmp
+    hftransfer shift --model efficientnet_lite0 --source digits --target mnist5k --image_size 64
 
 Adding a subcommand: write `name(args)` and `_name_arguments(parser)`, add one line to COMMANDS.
 """
@@ -115,12 +116,38 @@ def compare(args: argparse.Namespace) -> None:
     compare_transfer(load_recipe_main(args.recipe), extra, args.seeds, output_dir=args.output_dir, metric=args.metric)
 
 
+def _shift_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Checkpoint whose frozen features compare the domains.")
+    parser.add_argument("--source", required=True, help="Source dataset: built-in, Hub id, folder or file.")
+    parser.add_argument("--target", required=True, help="Target dataset (its labels are not read).")
+    parser.add_argument("--source-split", "--source_split", dest="source_split", default="train")
+    parser.add_argument("--target-split", "--target_split", dest="target_split", default="train")
+    parser.add_argument("--max-samples", "--max_samples", type=int, dest="max_samples", default=1000,
+                        help="Examples of each domain (a seeded random subset; default 1000).")
+    parser.add_argument("--image_size", "--image-size", type=int, dest="image_size", help="Input size for timm models.")
+    parser.add_argument("--batch_size", "--batch-size", type=int, dest="batch_size", default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="shift.json", help="JSON file for the result (default: shift.json).")
+
+
+def shift(args: argparse.Namespace) -> None:
+    """Measure the source -> target domain shift (proxy A-distance, MMD) and say whether adaptation is worth trying."""
+    from .shift import domain_shift, format_shift
+
+    result = domain_shift(args.model, args.source, args.target, source_split=args.source_split,
+                          target_split=args.target_split, max_samples=args.max_samples, image_size=args.image_size,
+                          batch_size=args.batch_size, seed=args.seed, output=args.output)
+    print(format_shift(result))
+    print(f"wrote {args.output}")
+
+
 COMMANDS = {
     "push": (push, _push_arguments),
     "card": (card, _card_arguments),
     "rank": (rank, _rank_arguments),
     "interpolate": (interpolate, _interpolate_arguments),
     "compare": (compare, _compare_arguments),
+    "shift": (shift, _shift_arguments),
 }
 
 

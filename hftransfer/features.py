@@ -98,8 +98,10 @@ def _forward(model, dataset, collate_fn, batch_size: int, desc: str, head_input:
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, leave=False):
-            labels = batch.pop("labels")
+            labels = batch.pop("labels", None)  # an unlabelled split (a domain-adaptation target): -1 per row
             batch = {k: v.to(device) for k, v in batch.items()}
+            if labels is None:
+                labels = torch.full((next(iter(batch.values())).shape[0],), -1, dtype=torch.long)
             with capture_pooled_features(model, None if head_input else batch.get("attention_mask")) as features:
                 logits = model(**batch).logits
             yield features[0].flatten(1).float().cpu(), logits.float().cpu(), labels

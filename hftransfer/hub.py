@@ -41,6 +41,7 @@ PUSH_FILES = frozenset({
     "tokenizer.model", "bpe.codes",
     # the card (hftransfer.hub) and the run's records
     CARD, CARD_INPUTS, CURVES, TRAINING_ARGS, LAYER_DRIFT, "transfer_strategy.json", "wise_ft.json", "wise_ft_eval.json",
+    "domain_shift.json",  # recipes/domain_adapt.py (hftransfer.shift)
     "train_results.json", "eval_results.json", "test_results.json", "target_test_results.json", "all_results.json",
     "interpolation.json", "interpolation.png",  # hftransfer interpolate
     # --strategy lora: the adapter itself (peft; safetensors only)

@@ -65,6 +65,9 @@ def last_checkpoint_target_test(trainer) -> dict:
 
 
 def main(argv=None):
+    import json
+    from pathlib import Path
+
     import torch
     from transformers import set_seed
 
@@ -75,6 +78,7 @@ def main(argv=None):
     from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier, model_modality
     from hftransfer.outputs import recipe_output_dir
+    from hftransfer.shift import DOMAIN_SHIFT, shift_between, shift_card_line
     from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
@@ -93,6 +97,8 @@ def main(argv=None):
             image_size=data_args.image_size if modality == "image" else None,
             trust_remote_code=model_args.trust_remote_code,
         )
+        shift = shift_between(loaded, source, target, max_samples=adapt_args.shift_samples, seed=training_args.seed) \
+            if adapt_args.shift_samples else None  # measured on the pretrained features, before any training
         source_splits = prepare_splits(source, loaded.processor, modality, data_args)
         target_splits = prepare_splits(target, loaded.processor, modality, data_args)
 
@@ -121,9 +127,12 @@ def main(argv=None):
             target_test.update(last_checkpoint)
             trainer.save_metrics("target_test", target_test)
         trainer.save_model()
+        if shift and trainer.args.should_save:
+            (Path(training_args.output_dir) / DOMAIN_SHIFT).write_text(json.dumps(shift, indent=2) + "\n")
         write_run_card(
             trainer, loaded, source, datasets=[source.name, target.name],
-            extra={"method": adapt_args.method, "selected_on": SELECTION_LABELS[adapt_args.select_on]},
+            extra={"method": adapt_args.method, "selected_on": SELECTION_LABELS[adapt_args.select_on],
+                   **({"domain shift": shift_card_line(shift)} if shift else {})},
         )
     push_run(trainer)  # outside the block: a failed push leaves the finished output in place
     return trainer

@@ -89,6 +89,21 @@ def test_domain_adapt_recipe_each_method(domain_recipe, tiny_timm_dir, tmp_path,
             assert component_state.is_file()
     card = (out / "README.md").read_text()
     assert "mnist5k" in card and "digits" in card
+    shift = json.loads((out / "domain_shift.json").read_text())  # measured before training, on 48 of each domain
+    assert shift["examples_per_domain"] == 48 and f"proxy A-distance {shift['proxy_a_distance']:.3f}" in card
+
+
+def test_measuring_the_shift_first_leaves_training_unchanged(domain_recipe, tiny_timm_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    weights = []
+    for samples in ("0", "500"):
+        out = tmp_path / samples
+        domain_recipe.main(tiny_da_args(tiny_timm_dir, out, "--method", "dann", "--shift_samples", samples))
+        weights.append(load_file(out / "model.safetensors"))
+    assert not (tmp_path / "0" / "domain_shift.json").exists() and (tmp_path / "500" / "domain_shift.json").is_file()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_domain_adapt_selects_on_source_validation_by_default(domain_recipe, tiny_timm_dir, tmp_path):
@@ -114,6 +129,7 @@ def test_domain_adapt_text_with_unlabelled_target(domain_recipe, tiny_bert_dir, 
     ])
     assert (out / "test_results.json").is_file()
     assert not (out / "target_test_results.json").exists()  # an unlabelled target cannot be scored
+    assert json.loads((out / "domain_shift.json").read_text())["examples_per_domain"] >= 10  # needs no target label
     assert "loss_mmd" in {k for entry in trainer.state.log_history for k in entry}
 
 

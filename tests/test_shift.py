@@ -69,3 +69,13 @@ def test_bad_shift_input_is_one_line(extra, expected, tiny_timm_dir, tmp_path):
         capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr[-1500:]
     assert not (tmp_path / "s.json").exists()
+
+
+def test_readme_shift_table_is_the_committed_benchmark_json():
+    from bench_readme import readme_table_and_rendering
+
+    table, rendered, report = readme_table_and_rendering("domain_shift")
+    assert table == rendered
+    controls = [r for name, r in report["pairs"].items() if name.startswith("control")]
+    shifted = [r for name, r in report["pairs"].items() if not name.startswith("control")]
+    assert controls and shifted and max(r["mmd2"] for r in controls) < min(r["mmd2"] for r in shifted)

@@ -105,14 +105,24 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="accuracy", help="Test metric to compare (default: accuracy).")
     parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/compare",
                         help="One subfolder per run, plus comparison.json and learning_curves.png.")
+    parser.add_argument("--samples_per_class", "--samples-per-class", dest="samples_per_class", nargs="+", type=int,
+                        help="Labelled examples per class; several counts (e.g. 5 10 50) draw the label-efficiency "
+                             "curve (label_efficiency.json/.png, a verdict per count and the crossing point).")
     parser.set_defaults(passes_unknown_args=True)  # every other flag goes to the recipe
 
 
 def compare(args: argparse.Namespace) -> None:
     """Transfer vs scratch: run a recipe from the pretrained start and from random init, per seed."""
-    from .compare import compare_transfer, load_recipe_main
+    from .compare import compare_label_counts, compare_transfer, load_recipe_main
 
     extra = [a for a in getattr(args, "unknown_args", []) if a != "--"]
+    counts = args.samples_per_class or []
+    if len(counts) > 1:
+        compare_label_counts(load_recipe_main(args.recipe), extra, args.seeds, counts, output_dir=args.output_dir,
+                             metric=args.metric)
+        return
+    if counts:
+        extra += ["--samples_per_class", str(counts[0])]
     compare_transfer(load_recipe_main(args.recipe), extra, args.seeds, output_dir=args.output_dir, metric=args.metric)
 
 

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["NegativeTransferWarning", "compare_transfer", "load_recipe_main", "transfer_verdict"]
+__all__ = ["NegativeTransferWarning", "compare_label_counts", "compare_transfer", "crossing_point", "load_recipe_main",
+           "transfer_verdict"]
 
 ARMS = ("pretrained", "scratch")
 
@@ -146,6 +147,90 @@ def compare_transfer(
             NegativeTransferWarning, stacklevel=2,
         )
     return result
+
+
+def compare_label_counts(
+    recipe_main: Callable,
+    argv: Sequence[str],
+    seeds: Sequence[int],
+    counts: Sequence[int],
+    *,
+    output_dir: str | Path | None = None,
+    metric: str = "accuracy",
+) -> dict:
+    """The label-efficiency curve: :func:`compare_transfer` at each number of labelled examples per class (the
+    recipe's ``--samples_per_class``), each point with its own verdict, and where the two starts cross.
+
+    Writes ``output_dir/samples_per_class-{K}/`` per point, label_efficiency.json and label_efficiency.png."""
+    argv, argv_output = _split_output_dir(list(argv))
+    if any(a == "--samples_per_class" or a.startswith("--samples_per_class=") for a in argv):
+        raise ConfigError("compare sets --samples_per_class itself for each point; pass the counts once, e.g. "
+                          "--samples_per_class 5 10 50")
+    counts = sorted(set(counts))
+    if not counts or counts[0] < 1:
+        raise ConfigError(f"--samples_per_class takes positive counts, got {list(counts)}; pass e.g. 5 10 50")
+    base = Path(output_dir or argv_output or "outputs/compare")
+    points = []
+    for count in counts:
+        point = compare_transfer(recipe_main, [*argv, "--samples_per_class", str(count)], seeds,
+                                 output_dir=base / f"samples_per_class-{count}", metric=metric)
+        points.append({"samples_per_class": count, "pretrained": point["pretrained"], "scratch": point["scratch"],
+                       "mean_gain": point["mean_gain"], "stderr_gain": point["stderr_gain"], "verdict": point["verdict"]})
+    result = {"metric": f"test_{metric}", "seeds": list(seeds), "recipe_args": argv, "points": points,
+              "crossing": crossing_point(points)}
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "label_efficiency.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_label_efficiency(points, metric, base / "label_efficiency.png")
+    print(format_label_efficiency(result))
+    return result
+
+
+def crossing_point(points: list[dict]) -> dict | None:
+    """Where the mean gain of the pretrained start first changes sign between two label counts: the count found by
+    linear interpolation in log(count), and which start leads below it; None when the sign never changes."""
+    for low, high in zip(points, points[1:]):
+        a, b = low["mean_gain"], high["mean_gain"]
+        if (a > 0 >= b) or (a < 0 <= b):
+            t = a / (a - b)
+            log_count = math.log(low["samples_per_class"]) + t * (
+                math.log(high["samples_per_class"]) - math.log(low["samples_per_class"]))
+            return {"samples_per_class": round(math.exp(log_count), 1),
+                    "ahead_below": "pretrained" if a > 0 else "scratch",
+                    "between": [low["samples_per_class"], high["samples_per_class"]]}
+    return None
+
+
+def format_label_efficiency(result: dict) -> str:
+    lines = [f"{result['metric']} over seeds {result['seeds']}, by labelled examples per class",
+             f"  {'per class':>9}  {'pretrained':>10}  {'scratch':>8}  {'gain':>8}  verdict"]
+    for p in result["points"]:
+        lines.append(f"  {p['samples_per_class']:>9}  {p['pretrained']['mean']:>10.4f}  {p['scratch']['mean']:>8.4f}  "
+                     f"{p['mean_gain']:>+8.4f}  {p['verdict']}")
+    crossing = result["crossing"]
+    lines.append(f"  crossing: about {crossing['samples_per_class']:g} per class ({crossing['ahead_below']} ahead below "
+                 "it)" if crossing else "  crossing: none in this range (the same start leads at every count)")
+    return "\n".join(lines)
+
+
+def plot_label_efficiency(points: list[dict], metric: str, path: str | Path) -> None:
+    """Test metric (mean, seed std as error bars) vs labelled examples per class, log scale, one line per start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = [p["samples_per_class"] for p in points]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for arm, colour in (("pretrained", "tab:blue"), ("scratch", "tab:orange")):
+        ax.errorbar(counts, [p[arm]["mean"] for p in points], yerr=[p[arm]["std"] for p in points], marker="o",
+                    color=colour, capsize=3, label=arm)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled examples per class")
+    ax.set_ylabel(f"test {metric}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _mean_std(values: list[float]) -> dict:

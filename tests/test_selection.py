@@ -15,7 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from hftransfer.compare import NegativeTransferWarning, compare_transfer, load_recipe_main, transfer_verdict
+from hftransfer.compare import (
+    NegativeTransferWarning,
+    compare_label_counts,
+    compare_transfer,
+    crossing_point,
+    load_recipe_main,
+    transfer_verdict,
+)
+from hftransfer.errors import HFTransferError
 from hftransfer.weights import interpolate_state_dicts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -320,3 +328,40 @@ def test_compare_cli_hands_unknown_flags_to_the_recipe(monkeypatch, tmp_path):
     assert seen["seeds"] == [3, 4] and seen["output_dir"] == str(tmp_path) and callable(seen["main"])
     with pytest.raises(SystemExit):
         main(["rank", "--models", "a", "--dataset", "d", "--not-a-flag"])  # other subcommands stay strict
+
+
+def test_crossing_point_interpolates_where_the_gain_changes_sign_in_log_count():
+    points = [{"samples_per_class": 5, "mean_gain": 0.2}, {"samples_per_class": 10, "mean_gain": 0.1},
+              {"samples_per_class": 40, "mean_gain": -0.1}]
+    crossing = crossing_point(points)
+    assert crossing["samples_per_class"] == pytest.approx(20.0) and crossing["ahead_below"] == "pretrained"
+    assert crossing["between"] == [10, 40]
+    assert crossing_point(points[:2]) is None
+    assert crossing_point([{"samples_per_class": 2, "mean_gain": -0.1},
+                           {"samples_per_class": 8, "mean_gain": 0.1}])["ahead_below"] == "scratch"
+
+
+@pytest.mark.slow  # 8 recipe runs
+def test_compare_draws_the_label_efficiency_curve_through_the_recipe(tmp_path):
+    from hftransfer.cli import main
+
+    out = tmp_path / "curve"
+    code = main(["compare", "--recipe", str(IMAGE_RECIPE), "--seeds", "0", "1", "--samples_per_class", "8", "2",
+                 *[a for a in TINY_RUN if a not in ("--max_train_samples", "128")], "--output_dir", str(out)])
+    assert code == 0
+    report = json.loads((out / "label_efficiency.json").read_text())
+    assert [p["samples_per_class"] for p in report["points"]] == [2, 8]
+    for point in report["points"]:
+        per_count = json.loads((out / f"samples_per_class-{point['samples_per_class']}" / "comparison.json").read_text())
+        assert point["mean_gain"] == pytest.approx(per_count["mean_gain"]) and point["verdict"] == per_count["verdict"]
+    steps = {c: max(e.get("step", 0) for e in json.loads(
+        (out / f"samples_per_class-{c}" / "pretrained-seed0" / "card_inputs.json").read_text())["log_history"])
+        for c in (2, 8)}
+    assert steps == {2: 3 * 2, 8: 3 * 5}  # 20 and 80 labelled digits, batches of 16, 3 epochs: each count reached the recipe
+    assert (out / "label_efficiency.png").stat().st_size > 1000
+
+
+def test_label_counts_given_twice_are_one_line_errors(tmp_path):
+    with pytest.raises(HFTransferError, match="sets --samples_per_class itself"):
+        compare_label_counts(load_recipe_main(IMAGE_RECIPE), ["--samples_per_class", "4"], [0], [2, 8],
+                             output_dir=tmp_path)

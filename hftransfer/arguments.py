@@ -93,6 +93,11 @@ class StrategyArguments:
     head_fit_c: float = field(
         default=1.0, metadata={"help": "head_init fit: inverse L2 strength, as scikit-learn LogisticRegression's C."}
     )
+    freeze_groups: int = field(
+        default=0,
+        metadata={"help": "Keep the first N layer groups (from the input; never the head) frozen for the whole run, with "
+                  "any strategy. A finished run's card suggests N from how far each group moved."},
+    )
     unfreeze_every: float = field(default=1.0, metadata={"help": "gradual: unfreeze one more group every N units."})
     unfreeze_unit: str = field(default="epoch", metadata={"help": "gradual: 'epoch' or 'step'."})
     groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})

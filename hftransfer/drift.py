@@ -36,3 +36,19 @@ def layer_drift(model: nn.Module, start: dict[str, torch.Tensor], groups) -> lis
             "relative_change": round((moved ** 0.5) / max(size ** 0.5, 1e-12), 6),
         })
     return rows
+
+
+def suggested_freeze_groups(rows: list[dict]) -> int:
+    """How many leading groups a next run could freeze (`--freeze_groups`): the longest run of groups from the input
+    that each moved less than half as far as the median group of the backbone (the head, the last row, excluded)."""
+    backbone = [row["relative_change"] for row in rows[:-1]]
+    if len(backbone) < 2:
+        return 0
+    bar = 0.5 * sorted(backbone)[len(backbone) // 2]
+    count = 0
+    for change in backbone:
+        if change >= bar:
+            break
+        count += 1
+    return count
+

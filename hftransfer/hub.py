@@ -15,7 +15,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from .drift import LAYER_DRIFT
+from .drift import LAYER_DRIFT, suggested_freeze_groups
 from .errors import ConfigError, HubError
 from .redact import is_hub_id, public_name, public_record, public_value, scrub, training_args_json
 from .tasks import TASKS
@@ -166,6 +166,7 @@ def _render(out: Path, inputs: dict, results: dict, template_path, secrets: list
         metrics_note=TASKS.get(task).metrics_note,
         layer_drift=[{**row, "relative_change": f"{row['relative_change']:.4f}", "parameters": f"{row['parameters']:,d}"}
                      for row in inputs.get("layer_drift", [])],
+        suggested_freeze_groups=suggested_freeze_groups(inputs.get("layer_drift", [])),
         base_model_display=base["display"],
         base_model_phrase=_source_phrase(base, "model"),
         datasets_phrase=" and ".join(_source_phrase(d, "dataset") for d in datasets),

@@ -22,6 +22,10 @@ def test_every_card_reports_each_groups_drift_from_input_to_head(strategy, tiny_
         assert all(change > 0 for change in backbone)
     card = (out / "README.md").read_text()
     assert "## How far each layer moved" in card and "| head (new) |" in card
+    from hftransfer.drift import suggested_freeze_groups
+
+    depth = suggested_freeze_groups(drift)
+    assert (f"`--freeze_groups {depth}`" in card) if depth else ("nothing to suggest freezing" in card)
     assert json.loads((out / "card_inputs.json").read_text())["layer_drift"] == drift
 
 
@@ -49,3 +53,37 @@ def test_drift_with_wise_ft_reads_the_interpolated_model(tiny_timm_dir, image_re
     drift = json.loads((out / "layer_drift.json").read_text())
     assert trainer.wise_ft is not None and [row["group"] for row in drift] == [g.name for g in trainer.strategy.groups]
     assert drift == layer_drift(trainer.model, trainer._wise_ft_start, trainer.strategy.groups)
+
+
+def test_the_suggested_depth_is_the_leading_run_of_groups_below_half_the_backbone_median():
+    from hftransfer.drift import suggested_freeze_groups
+
+    rows = lambda *changes: [{"relative_change": c} for c in changes] + [{"relative_change": 5.0}]  # noqa: E731 (head)
+    assert suggested_freeze_groups(rows(0.01, 0.02, 0.3, 0.01, 0.4, 0.5)) == 2  # median 0.3: bar 0.15; stops at 0.3
+    assert suggested_freeze_groups(rows(0.2, 0.2, 0.2)) == 0
+    assert suggested_freeze_groups(rows(0.1)) == 0  # one backbone group: nothing to weigh it against
+
+
+@pytest.mark.parametrize("strategy", ["full", "gradual"])
+def test_freeze_groups_holds_the_first_groups_still_with_any_strategy(strategy, tiny_timm_dir, image_recipe, tmp_path):
+    out = tmp_path / "out"
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, out, "--strategy", strategy, "--freeze_groups", "2",
+                                                "--unfreeze_unit", "step", "--unfreeze_every", "1"))
+    drift = json.loads((out / "layer_drift.json").read_text())
+    assert [row["relative_change"] for row in drift[:2]] == [0, 0]  # held still, bitwise
+    assert all(row["relative_change"] > 0 for row in drift[2:])  # every later group trained
+    assert json.loads((out / "transfer_strategy.json").read_text())["strategy"]["freeze_groups"] == 2
+    assert all(not p.requires_grad for g in trainer.strategy.groups[:2] for p in g.parameters.values())
+
+
+def test_freeze_groups_that_would_reach_the_head_is_a_one_line_error(tiny_timm_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, str(REPO / "recipes" / "image_cls.py"),
+                             *tiny_image_args(tiny_timm_dir, tmp_path / "out", "--freeze_groups", "99")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --freeze_groups 99 would freeze the head too")

@@ -43,7 +43,7 @@ class Strategy:
     default_head_init = "random"  # or "fit": logistic regression on the frozen features first (hftransfer.head_fit)
 
     def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, norm_statistics: str | None = None,
-                 head_init: str | None = None, head_fit_c: float = 1.0, **options):
+                 head_init: str | None = None, head_fit_c: float = 1.0, freeze_groups: int = 0, **options):
         from ..errors import ConfigError
 
         norm_statistics = norm_statistics or self.default_norm_statistics
@@ -56,6 +56,10 @@ class Strategy:
         if not head_fit_c > 0:
             raise ConfigError(f"--head_fit_c must be a positive number, got {head_fit_c!r}; pass e.g. 1 (scikit-learn's "
                               "default C) or drop it")
+        if freeze_groups < 0:
+            raise ConfigError(f"--freeze_groups must be 0 or more, got {freeze_groups}; pass the number of layer groups "
+                              "from the input to keep frozen")
+        self.freeze_groups = freeze_groups
         self.head_lr_scale = head_lr_scale
         self.layer_decay = layer_decay
         self.norm_statistics = norm_statistics
@@ -97,16 +101,33 @@ class Strategy:
     def describe(self) -> dict:
         return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay,
                 "norm_statistics": self.norm_statistics, "head_init": self.head_init,
-                **({"head_fit_c": self.head_fit_c} if self.head_init == "fit" else {}), **self.options}
+                **({"head_fit_c": self.head_fit_c} if self.head_init == "fit" else {}),
+                **({"freeze_groups": self.freeze_groups} if self.freeze_groups else {}), **self.options}
 
     # ---- machinery ----
+
+    def trains(self, step: int) -> list[bool]:
+        """`trainable_at`, with the first `freeze_groups` groups (from the input; never the head) frozen throughout."""
+        return [t and not self._held(i) for i, t in enumerate(self.trainable_at(step))]
+
+    def _frozen_for_good(self) -> list[bool]:
+        return [f or self._held(i) for i, f in enumerate(self.frozen_forever())]
+
+    def _held(self, index: int) -> bool:
+        return index < min(self.freeze_groups, len(self.groups) - 1)
 
     def attach(self, trainer) -> None:
         self._trainer = trainer
         self._distributed = trainer.args.world_size > 1
         model = trainer.model
         self.groups = layer_groups(model)
-        forever, at_start = self.frozen_forever(), self.trainable_at(0)
+        if self.freeze_groups >= len(self.groups):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--freeze_groups {self.freeze_groups} would freeze the head too: this model has "
+                              f"{len(self.groups) - 1} layer groups before it; pass at most {len(self.groups) - 2}, or "
+                              "--strategy linear_probe")
+        forever, at_start = self._frozen_for_good(), self.trains(0)
         for group, frozen in zip(self.groups, forever):
             if frozen:
                 for p in group.parameters.values():
@@ -129,11 +150,11 @@ class Strategy:
         return groups
 
     def scheduler_factor(self, layer_group: int):
-        return lambda step: self.lr_scale(layer_group, step) * (1.0 if self.trainable_at(step)[layer_group] else 0.0)
+        return lambda step: self.lr_scale(layer_group, step) * (1.0 if self.trains(step)[layer_group] else 0.0)
 
     def apply_step(self, step: int, model: nn.Module | None = None) -> None:
         """Set autograd flags and norm-layer modes for this step; log a phase change."""
-        flags = self.trainable_at(step)
+        flags = self.trains(step)
         for group, trainable, scheduled in zip(self.groups, flags, self._scheduled):
             if scheduled and not self._distributed:
                 for p in group.parameters.values():
@@ -147,7 +168,7 @@ class Strategy:
     def freeze_norm_statistics(self, model: nn.Module, step: int) -> None:
         """Norm layers of frozen groups stay in eval mode: their running statistics do not move either. With
         norm_statistics="pretrained", every backbone BatchNorm does (its affine weights may still train)."""
-        flags = self.trainable_at(step)
+        flags = self.trains(step)
         if self.norm_statistics == "pretrained":
             flags = [False] * (len(self.groups) - 1) + [flags[-1]]
         frozen_params = {id(p) for g, t in zip(self.groups, flags) if not t for p in g.parameters.values()}
@@ -161,7 +182,7 @@ class Strategy:
 
     def drop_frozen_gradients(self, step: int) -> None:
         """Gradients of groups frozen at this step are removed before clipping and the optimizer step."""
-        for group, trainable in zip(self.groups, self.trainable_at(step)):
+        for group, trainable in zip(self.groups, self.trains(step)):
             if not trainable:
                 for p in group.parameters.values():
                     p.grad = None

@@ -318,7 +318,9 @@ class TransferTrainer(Trainer):
         from .adaptation import AdaptationContext
 
         labels = inputs["labels"]
-        with capture_pooled_features(self.accelerator.unwrap_model(model), inputs.get("attention_mask")) as features:
+        # the features the classifier reads (its head's input): what the components align is what the predictions
+        # come from (README, Domain features)
+        with capture_pooled_features(self.accelerator.unwrap_model(model)) as features:
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
         logits, pooled, n = outputs.logits, features[0], labels.shape[0]
         paired = logits.shape[0] > n  # rows past the labels are target-domain examples

@@ -87,3 +87,11 @@ def test_freeze_groups_that_would_reach_the_head_is_a_one_line_error(tiny_timm_d
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: --freeze_groups 99 would freeze the head too")
+
+
+def test_readme_freeze_table_is_the_committed_benchmark_json():
+    from bench_readme import readme_table_and_rendering
+
+    table, rendered, report = readme_table_and_rendering("freeze_depth")
+    assert table == rendered
+    assert len(report["seeds"]) == 3 and list(report["arms"]) == ["full", "full + suggested freeze", "linear_probe"]

@@ -61,7 +61,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {arm} | {row['mean']:.3f} ± {row['std']:.3f} | {seeds} | {wall:.0f} |")
     depths = [r["suggested_freeze_groups"] for r in report["arms"]["full"]["runs"]]
     frozen = report["arms"]["full + suggested freeze"]["runs"]
-    shares = ", ".join(f"{r['frozen_parameters'] / r['parameters']:.0%}" for r in frozen)
+    shares = ", ".join(f"{r['frozen_parameters'] / r['parameters']:.1%}" for r in frozen)
     lines.append("")
     lines.append(f"Suggested depth per seed (from `full`'s card): {depths} of {frozen[0]['groups'] - 1} backbone "
                  f"groups, freezing {shares} of the parameters.")

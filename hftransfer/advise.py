@@ -1,0 +1,326 @@
+"""Which checkpoint, which strategy, and is adaptation needed: `hftransfer advise`.
+
+Three stages, each cheaper than the next and run on fewer candidates:
+
+1. every candidate: one frozen forward pass over the labelled training examples the recipe will train on (LogME and
+   the other transferability scores) and over the validation split (a linear probe: logistic regression fitted on
+   the training features, scored on validation), timing the pass and counting parameters;
+2. the `probe_top` candidates with the best mean rank of LogME and linear-probe accuracy: a short fine-tune
+   through the recipe itself (`--max_steps probe_steps`, the user's other recipe arguments unchanged), scored on
+   the validation split;
+3. the recommendation: the candidate with the best short fine-tune; the strategy `full` when fine-tuning already
+   beat its linear probe in the short run, else `lp_ft` (the frozen features are as good as a short fine-tune, so
+   start from the fitted head and adapt gently). With a target domain, the shift between the data and the target
+   through the chosen checkpoint (hftransfer.shift) says whether domain adaptation is worth trying, and with which
+   method: the one benchmarks/results/domain_adaptation.json measured best for that modality.
+
+The test split is never read: selection uses validation only, so the chosen run's test score stays unbiased.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["ADAPTATION_METHOD", "advise", "default_recipe", "format_advice", "linear_probe_accuracy", "shortlist"]
+
+ADVICE_FILE = "advice.json"
+# best mean target accuracy per modality in benchmarks/results/domain_adaptation.json (digits->MNIST-5k: CDAN;
+# tweets->Rotten Tomatoes: MCC, the only method above source-only there)
+ADAPTATION_METHOD = {"image": "cdan", "text": "mcc"}
+SETS_ITSELF = ("--model", "--output_dir", "--image_size", "--dataset", "--seed", "--samples_per_class",
+               "--max_train_samples")
+
+
+def default_recipe(model: str) -> Path:
+    """recipes/image_cls.py or recipes/text_cls.py by the model's modality: under the current folder, else beside the
+    package (a source checkout)."""
+    from .models.loading import model_families
+
+    name = f"{model_families(model)[0]}_cls.py"
+    for folder in (Path.cwd() / "recipes", Path(__file__).resolve().parents[1] / "recipes"):
+        if (folder / name).is_file():
+            return folder / name
+    raise ConfigError(f"no recipes/{name} under the current folder; pass --recipe with the recipe file to fine-tune "
+                      "with")
+
+
+def linear_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray, eval_features: np.ndarray,
+                          eval_labels: np.ndarray, c: float = 1.0) -> float:
+    """Accuracy on the eval rows of multinomial logistic regression (C=c) fitted on the train rows, features
+    standardised with the train statistics."""
+    import torch
+
+    from .head_fit import fit_softmax_regression
+
+    mean, std = train_features.mean(0), train_features.std(0) + 1e-6
+    x = torch.from_numpy((train_features - mean) / std)
+    num_classes = int(max(train_labels.max(), eval_labels.max())) + 1
+    weight, bias = fit_softmax_regression(x, torch.from_numpy(train_labels), num_classes, c=c)
+    logits = torch.from_numpy((eval_features - mean) / std).double() @ weight.T + bias
+    return float((logits.argmax(1).numpy() == eval_labels).mean())
+
+
+def shortlist(rows: list[dict], top: int) -> list[dict]:
+    """The `top` rows with the best mean rank of LogME and linear-probe accuracy (ties: the better linear probe)."""
+    def ranks(key: Callable[[dict], float]) -> dict[int, int]:
+        order = sorted(range(len(rows)), key=lambda i: -key(rows[i]))
+        return {i: position for position, i in enumerate(order, start=1)}
+
+    logme = ranks(lambda r: r["scores"].get("logme", -math.inf))
+    probe = ranks(lambda r: r["linear_probe_accuracy"])
+    for i, row in enumerate(rows):
+        row["shortlist_rank"] = (logme[i] + probe[i]) / 2
+    return sorted(rows, key=lambda r: (r["shortlist_rank"], -r["linear_probe_accuracy"]))[:top]
+
+
+def _split_argv(argv: Sequence[str]) -> list[str]:
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag in SETS_ITSELF:
+            raise ConfigError(f"advise sets {flag} itself for every run; pass it to advise (see hftransfer advise "
+                              "--help) or drop it")
+    return list(argv)
+
+
+def _flag_value(argv: list[str], flag: str, kind: type):
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return kind(argv[i + 1])
+        if arg.startswith(flag + "="):
+            return kind(arg.split("=", 1)[1])
+    return None
+
+
+def _score_candidate(model: str, image_size: int | None, data_by_modality: dict, data_options: dict,
+                     max_samples: int, batch_size: int, seed: int) -> dict:
+    from .data.loading import load_classification_data
+    from .features import extract, load_with_source_head
+    from .ranking import score_all
+
+    start = time.perf_counter()
+    loaded, has_head = load_with_source_head(model, image_size=image_size)
+    modality = loaded.modality
+    if modality not in data_by_modality:
+        data_by_modality[modality] = load_classification_data(data_options["dataset"], modality, seed=seed,
+                                                              samples_per_class=data_options["samples_per_class"],
+                                                              max_train_samples=data_options["max_train_samples"],
+                                                              max_eval_samples=data_options["max_eval_samples"])
+    data = data_by_modality[modality]
+    forward_start = time.perf_counter()
+    train_x, source_probs, train_y = extract(loaded, data, "train", max_samples, batch_size, seed=seed)
+    eval_x, _, eval_y = extract(loaded, data, "validation", max_samples, batch_size, seed=seed)
+    forward_s = time.perf_counter() - forward_start
+    row = {
+        "model": model,
+        "image_size": image_size,
+        "modality": modality,
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "forward_ms_per_example": round(1000 * forward_s / (len(train_y) + len(eval_y)), 3),
+        "scores": score_all(train_x, source_probs if has_head else None, labels=train_y),
+        "linear_probe_accuracy": linear_probe_accuracy(train_x, train_y, eval_x, eval_y),
+        "num_train": int(len(train_y)),
+        "num_validation": int(len(eval_y)),
+    }
+    row["score_seconds"] = round(time.perf_counter() - start, 2)
+    return row
+
+
+def _probe_finetune(recipe_main: Callable, row: dict, argv: list[str], data_options: dict, probe_steps: int,
+                    seed: int, run_dir: Path) -> None:
+    run_argv = [*argv, "--model", row["model"], "--dataset", data_options["dataset"], "--seed", str(seed),  # last wins
+                "--max_steps", str(probe_steps), "--output_dir", str(run_dir), "--save_strategy", "no",
+                "--eval_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none"]
+    for flag in ("samples_per_class", "max_train_samples"):
+        if data_options[flag] is not None:
+            run_argv += [f"--{flag}", str(data_options[flag])]
+    if row["image_size"] is not None:
+        run_argv += ["--image_size", str(row["image_size"])]
+    start = time.perf_counter()
+    trainer = recipe_main(run_argv)
+    seconds = time.perf_counter() - start
+    evaluation = json.loads((run_dir / "eval_results.json").read_text())
+    steps = max(1, trainer.state.global_step)
+    row["finetune_probe"] = {
+        "steps": steps,
+        "validation_accuracy": evaluation["eval_accuracy"],
+        "seconds": round(seconds, 2),
+        "seconds_per_step": round(trainer.state.log_history[-1].get("train_runtime", seconds) / steps, 4),
+        "output_dir": run_dir.name,
+    }
+
+
+def _recommend(rows: list[dict], probed: list[dict]) -> dict:
+    best = max(probed, key=lambda r: (r["finetune_probe"]["validation_accuracy"], r["linear_probe_accuracy"],
+                                      -r["parameters"]))
+    tuned, frozen = best["finetune_probe"]["validation_accuracy"], best["linear_probe_accuracy"]
+    if tuned > frozen:
+        strategy = "full"
+        why = (f"a {best['finetune_probe']['steps']}-step fine-tune already beat the linear probe on validation "
+               f"({tuned:.4f} vs {frozen:.4f}): the backbone gains from training")
+    else:
+        strategy = "lp_ft"
+        why = (f"the linear probe matched a {best['finetune_probe']['steps']}-step fine-tune on validation "
+               f"({frozen:.4f} vs {tuned:.4f}): the frozen features are already good, so start from the fitted head "
+               "and fine-tune gently")
+    return {"model": best["model"], "image_size": best["image_size"], "modality": best["modality"],
+            "strategy": strategy, "why_strategy": why,
+            "why_model": (f"best validation accuracy after the short fine-tune among the {len(probed)} shortlisted "
+                          f"of {len(rows)} candidates")}
+
+
+def _adaptation_advice(recommended: dict, data_options: dict, target: str, max_samples: int, batch_size: int,
+                       seed: int) -> dict:
+    from .shift import domain_shift
+
+    result = domain_shift(recommended["model"], data_options["dataset"], target, max_samples=max_samples,
+                          image_size=recommended["image_size"], batch_size=batch_size, seed=seed)
+    result["method"] = None if result["shift"] == "small" else ADAPTATION_METHOD.get(recommended["modality"])
+    return result
+
+
+def advise(
+    recipe_main: Callable,
+    models: Sequence[str],
+    dataset: str,
+    *,
+    recipe_argv: Sequence[str] = (),
+    image_sizes: Sequence[int | None] | None = None,
+    samples_per_class: int | None = None,
+    max_train_samples: int | None = None,
+    target: str | None = None,
+    probe_top: int = 3,
+    probe_steps: int = 20,
+    max_samples: int = 1000,
+    batch_size: int = 64,
+    seed: int = 42,
+    output_dir: str | Path = "outputs/advise",
+    overwrite: bool = False,
+    launch: bool = False,
+) -> dict:
+    """Score every candidate, fine-tune the shortlist briefly, recommend a checkpoint and a strategy (module docstring).
+
+    Writes advice.json, advice.png and the short runs (probes/) into `output_dir`; with `launch`, the recommended
+    recipe run with the full budget goes to `output_dir/recommended`."""
+    from .outputs import staged_output
+
+    models = list(models)
+    if not models:
+        raise ConfigError("pass at least one checkpoint to --models")
+    if len(set(zip(models, image_sizes or [None] * len(models)))) != len(models):
+        raise ConfigError("--models lists a checkpoint twice at the same --image_sizes; pass each candidate once")
+    if image_sizes is not None and len(image_sizes) != len(models):
+        raise ConfigError(f"--image_sizes gives {len(image_sizes)} sizes for {len(models)} --models; give one per "
+                          "model, or a single --image_size for all")
+    if probe_top < 1 or probe_steps < 1:
+        raise ConfigError(f"--probe_top and --probe_steps must be at least 1, got {probe_top} and {probe_steps}")
+    from .models.loading import model_families
+
+    modalities = {model_families(m)[0] for m in models}
+    if len(modalities) > 1:
+        raise ConfigError("--models mixes image and text checkpoints; one dataset is read by one kind, so advise on "
+                          "each kind separately")
+    argv = _split_argv(recipe_argv)
+    data_options = {"dataset": dataset, "samples_per_class": samples_per_class, "max_train_samples": max_train_samples,
+                    "max_eval_samples": _flag_value(argv, "--max_eval_samples", int)}  # the validation the runs see
+    start = time.perf_counter()
+    with staged_output(output_dir, overwrite=overwrite) as staged:
+        data_by_modality: dict = {}
+        rows = [_score_candidate(m, (image_sizes or [None] * len(models))[i], data_by_modality, data_options,
+                                 max_samples, batch_size, seed) for i, m in enumerate(models)]
+        probed = shortlist(rows, probe_top)
+        for position, row in enumerate(probed):
+            _probe_finetune(recipe_main, row, argv, data_options, probe_steps, seed,
+                            staged.partial / "probes" / f"{position}-{Path(row['model']).name}")
+        recommended = _recommend(rows, probed)
+        result = {
+            "dataset": dataset,
+            "samples_per_class": samples_per_class,
+            "max_train_samples": max_train_samples,
+            "seed": seed,
+            "probe_steps": probe_steps,
+            "recipe_args": argv,
+            "candidates": rows,
+            "recommended": recommended,
+            "adaptation": (_adaptation_advice(recommended, data_options, target, max_samples, batch_size, seed)
+                           if target else None),
+            "advise_seconds": round(time.perf_counter() - start, 1),
+        }
+        (staged.partial / ADVICE_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        plot_advice(result, staged.partial / "advice.png")
+    print(format_advice(result))
+    if launch:
+        run_dir = Path(output_dir) / "recommended"
+        print(f"launching the recommended run into {run_dir}")
+        run_argv = [*argv, "--model", recommended["model"], "--dataset", dataset, "--seed", str(seed),
+                    "--strategy", recommended["strategy"], "--output_dir", str(run_dir)]
+        if recommended["image_size"] is not None:
+            run_argv += ["--image_size", str(recommended["image_size"])]
+        for flag in ("samples_per_class", "max_train_samples"):
+            if data_options[flag] is not None:
+                run_argv += [f"--{flag}", str(data_options[flag])]
+        recipe_main(run_argv)
+    return result
+
+
+def _label(row: dict) -> str:
+    name = Path(row["model"]).name
+    return f"{name}@{row['image_size']}" if row["image_size"] else name
+
+
+def format_advice(result: dict) -> str:
+    header = f"{'candidate':<28} {'params':>7} {'ms/ex':>6} {'LogME':>8} {'linear':>7} {'fine-tune':>9}"
+    lines = [header, "-" * len(header)]
+    for row in sorted(result["candidates"], key=lambda r: r["shortlist_rank"]):
+        probe = row.get("finetune_probe")
+        lines.append(
+            f"{_label(row)[:28]:<28} {row['parameters'] / 1e6:>6.1f}M {row['forward_ms_per_example']:>6.2f} "
+            f"{row['scores'].get('logme', float('nan')):>8.4f} {row['linear_probe_accuracy']:>7.4f} "
+            f"{probe['validation_accuracy'] if probe else float('nan'):>9.4f}")
+    rec = result["recommended"]
+    lines += [
+        f"validation accuracy; fine-tune = {result['probe_steps']} steps of the recipe, shortlisted candidates only",
+        f"recommended: --model {rec['model']}"
+        + (f" --image_size {rec['image_size']}" if rec["image_size"] else "") + f" --strategy {rec['strategy']}",
+        f"  model: {rec['why_model']}",
+        f"  strategy: {rec['why_strategy']}",
+    ]
+    adaptation = result.get("adaptation")
+    if adaptation:
+        method = adaptation["method"]
+        lines.append(f"  target {adaptation['target']}: {adaptation['shift']} shift (proxy A-distance "
+                     f"{adaptation['proxy_a_distance']:.3f}, MMD² {adaptation['mmd2']:.4f}) -> "
+                     + (f"try recipes/domain_adapt.py --method {method}" if method else "train on the source alone"))
+    lines.append(f"advice took {result['advise_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def plot_advice(result: dict, path: str | Path) -> None:
+    """Linear-probe and short fine-tune validation accuracy per candidate, LogME on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(result["candidates"], key=lambda r: r["shortlist_rank"])
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows) + 2), 3.8))
+    ax.bar(x - 0.2, [r["linear_probe_accuracy"] for r in rows], 0.4, label="linear probe")
+    ax.bar(x + 0.2, [r.get("finetune_probe", {}).get("validation_accuracy", 0) for r in rows], 0.4,
+           label=f"{result['probe_steps']}-step fine-tune")
+    ax.set_ylabel("validation accuracy")
+    ax.set_xticks(x, [_label(r) for r in rows], rotation=30, ha="right", fontsize=8)
+    logme = ax.twinx()
+    logme.plot(x, [r["scores"].get("logme", np.nan) for r in rows], "k.-", label="LogME")
+    logme.set_ylabel("LogME")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -2,6 +2,7 @@
 
     python benchmarks/advise.py                 # both tasks, ~30-40 min on 2 CPU cores (per-run results cached)
     python benchmarks/advise.py --tasks mnist5k --quick   # smoke test, ~3 min
+    python benchmarks/advise.py --readme benchmarks/results/advise.json   # README table from the JSON
 
 Per task, every candidate is fully fine-tuned with the recipe (the ground truth, timed), then `advise` is run on the
 same candidates, data and recipe arguments (timed). Reported: the recommended candidate's fine-tuned test accuracy
@@ -30,6 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from readme_tables import replace_between  # noqa: E402  (same folder)
+
+README_BEGIN = "<!-- advise table: python benchmarks/advise.py --readme benchmarks/results/advise.json -->"
+README_END = "<!-- end of advise table -->"
 CACHE = Path.home() / ".cache" / "hftransfer-bench" / "advise"
 
 TASKS = {
@@ -202,6 +207,30 @@ def run_task(name: str, args) -> dict:
     }
 
 
+def markdown(report: dict) -> str:
+    """Per task: each candidate's signals and fine-tuned accuracy; then the advisor's pick, gap and compute share."""
+    lines = []
+    for name, task in report["tasks"].items():
+        lines += [f"**{name}** ({task['task']})", "",
+                  "| candidate | LogME | linear probe (val) | short fine-tune (val) | fine-tuned (test) |",
+                  "|---|---|---|---|---|"]
+        for candidate, row in sorted(task["candidates"].items(), key=lambda kv: -kv[1]["test_accuracy"]):
+            probe = row["finetune_probe"]
+            marks = (" ← recommended" if candidate == task["recommended"]["candidate"] else "") + (
+                " (best)" if candidate == task["best"]["candidate"] else "")
+            lines.append(f"| {candidate}{marks} | {row['logme']:.3f} | {row['linear_probe']:.3f} | "
+                         f"{'-' if probe is None else f'{probe:.3f}'} | {row['test_accuracy']:.3f} |")
+        tau = task["kendall_tau"]
+        lines += ["", f"Recommended {task['recommended']['candidate']} with `--strategy "
+                  f"{task['recommended']['strategy']}`: {task['gap_pp']:.1f} pp below the best fine-tuned candidate; "
+                  f"advice took {task['advise_seconds']:.0f} s, {100 * task['compute_share']:.1f}% of the "
+                  f"{task['finetune_all_seconds']:.0f} s of fine-tuning all {len(task['candidates'])}. Kendall tau vs "
+                  f"fine-tuned test accuracy: LogME {tau['logme']['tau']}, linear probe {tau['linear_probe']['tau']} "
+                  f"(all {tau['logme']['num_candidates']}), short fine-tune {tau['finetune_probe']['tau']} "
+                  f"(the {tau['finetune_probe']['num_candidates']} shortlisted).", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -209,7 +238,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--probe_top", type=int, default=3)
     parser.add_argument("--probe_steps", type=int, default=20)
     parser.add_argument("--work_dir", default="outputs/bench_advise")
+    parser.add_argument("--readme", metavar="JSON", help="Run nothing: rewrite README.md's advise table from this report.")
     args = parser.parse_args(argv)
+    if args.readme:
+        replace_between(REPO / "README.md", README_BEGIN, README_END, markdown(json.loads(Path(args.readme).read_text())))
+        return {}
     result = {"benchmark": "advise", "quick": args.quick, "probe_top": args.probe_top, "probe_steps": args.probe_steps,
               "tasks": {name: run_task(name, args) for name in args.tasks}}
     print(json.dumps(result, indent=2))

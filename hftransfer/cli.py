@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (run, add_arguments) in COMMANDS.items():
         summary = (run.__doc__ or "").strip().splitlines()[0]
-        add_arguments(subcommands.add_parser(name, help=summary, description=summary))
+        # no prefix matching: a recipe flag such as --model must never be read as advise's --models
+        add_arguments(subcommands.add_parser(name, help=summary, description=summary, allow_abbrev=False))
     return parser
 
 

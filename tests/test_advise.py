@@ -105,3 +105,17 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, tiny_timm_di
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert (user / "notes.txt").read_text() == "keep me" and os.listdir(user) == ["notes.txt"]
+
+
+def test_readme_advise_table_is_the_committed_benchmark_json():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_advise", REPO / "benchmarks" / "advise.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = json.loads((REPO / "benchmarks" / "results" / "advise.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    between = readme[readme.index(bench.README_BEGIN) + len(bench.README_BEGIN): readme.index(bench.README_END)]
+    assert between.strip() == bench.markdown(report).strip()
+    mnist = report["tasks"]["mnist5k"]
+    assert len(mnist["candidates"]) >= 8 and mnist["gap_pp"] <= 1.0 and mnist["compute_share"] <= 0.25

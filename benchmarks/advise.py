@@ -1,6 +1,6 @@
 """Does `hftransfer advise` pick the checkpoint that fine-tunes best, for a fraction of the compute of trying them all?
 
-    python benchmarks/advise.py                 # both tasks, ~30-40 min on 2 CPU cores (per-run results cached)
+    python benchmarks/advise.py                 # both tasks, ~45 min on 2 CPU cores (per-run results cached)
     python benchmarks/advise.py --tasks mnist5k --quick   # smoke test, ~3 min
     python benchmarks/advise.py --readme benchmarks/results/advise.json   # README table from the JSON
 
@@ -13,8 +13,9 @@ train and validation; the ground truth is test accuracy. Candidate checkpoints:
 - mnist5k (50 labels per class): the six starting points of benchmarks/ranking_kendall.py (EfficientNet-Lite0 from
   ImageNet, random, noised, last stages reset, first fine-tuned on UCI digits, at half the input size) and ImageNet
   EfficientNet-Lite2 at 64 and 32 px;
-- tweets (50 labels per class): all-MiniLM-L6-v2, its first 3 layers only, random init, noised, last 3 layers reset,
-  and first fine-tuned on Rotten Tomatoes reviews (an intermediate sentiment task).
+- tweets (50 labels per class): all-MiniLM-L6-v2, its first 3 layers only, its first layer only, random init, noised
+  at 20% and 50%, last 3 layers reset, and first fine-tuned on Rotten Tomatoes reviews (an intermediate sentiment
+  task).
 
 Stdout gets one JSON object (run logs go to stderr).
 """
@@ -90,12 +91,15 @@ def text_candidates(work: Path, recipe_main, quick: bool) -> list[dict]:
 
     torch.manual_seed(0)
     random_init = AutoModel.from_config(AutoConfig.from_pretrained(source))
-    noisy = AutoModel.from_pretrained(source)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in noisy.parameters():
-            if p.ndim > 1:
-                p.add_(torch.randn(p.shape, generator=generator) * p.std() * 0.5)
+    def noised(scale: float):
+        model = AutoModel.from_pretrained(source)
+        generator = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim > 1:
+                    p.add_(torch.randn(p.shape, generator=generator) * p.std() * scale)
+        return model
+
     reset = AutoModel.from_pretrained(source)
     fresh = dict(random_init.state_dict())
     with torch.no_grad():
@@ -103,6 +107,7 @@ def text_candidates(work: Path, recipe_main, quick: bool) -> list[dict]:
             if key.startswith(("encoder.layer.3.", "encoder.layer.4.", "encoder.layer.5.")):
                 value.copy_(fresh[key])
     first3 = AutoModel.from_pretrained(source, num_hidden_layers=3)
+    first1 = AutoModel.from_pretrained(source, num_hidden_layers=1)
     reviews = work / "minilm_then_rotten_tomatoes"
     if not (reviews / "model.safetensors").is_file():
         recipe_main(["--model", "minilm", "--dataset", "rotten_tomatoes", "--max_train_samples", "64" if quick else "2000",
@@ -113,7 +118,9 @@ def text_candidates(work: Path, recipe_main, quick: bool) -> list[dict]:
         {"name": "minilm", "model": "minilm", "image_size": None},
         {"name": "minilm_first3_layers", "model": save(first3, "first3"), "image_size": None},
         {"name": "random_init", "model": save(random_init, "random_init"), "image_size": None},
-        {"name": "minilm_noise0.5", "model": save(noisy, "noisy"), "image_size": None},
+        {"name": "minilm_first1_layer", "model": save(first1, "first1"), "image_size": None},
+        {"name": "minilm_noise0.2", "model": save(noised(0.2), "noisy0.2"), "image_size": None},
+        {"name": "minilm_noise0.5", "model": save(noised(0.5), "noisy"), "image_size": None},
         {"name": "minilm_reset_last3", "model": save(reset, "reset"), "image_size": None},
         {"name": "minilm_then_rotten_tomatoes", "model": str(reviews), "image_size": None},
     ]

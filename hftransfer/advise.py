@@ -200,6 +200,7 @@ def advise(
     *,
     recipe_argv: Sequence[str] = (),
     image_sizes: Sequence[int | None] | None = None,
+    default_image_size: int | None = None,
     samples_per_class: int | None = None,
     max_train_samples: int | None = None,
     target: str | None = None,
@@ -215,7 +216,8 @@ def advise(
     """Score every candidate, fine-tune the shortlist briefly, recommend a checkpoint and a strategy (module docstring).
 
     Writes advice.json, advice.png and the short runs (probes/) into `output_dir`; with `launch`, the recommended
-    recipe run with the full budget goes to `output_dir/recommended`."""
+    recipe run with the full budget goes to `output_dir/recommended`. A timm candidate without an image size is
+    scored and fine-tuned at `default_image_size` (the recipe's own default for timm models, e.g. 64 px)."""
     from .outputs import staged_output
 
     models = list(models)
@@ -230,7 +232,10 @@ def advise(
         raise ConfigError(f"--probe_top and --probe_steps must be at least 1, got {probe_top} and {probe_steps}")
     from .models.loading import model_families
 
-    modalities = {model_families(m)[0] for m in models}
+    families = [model_families(m) for m in models]
+    modalities = {f[0] for f in families}
+    sizes = list(image_sizes or [None] * len(models))
+    sizes = [default_image_size if size is None and "timm" in f else size for size, f in zip(sizes, families)]
     if len(modalities) > 1:
         raise ConfigError("--models mixes image and text checkpoints; one dataset is read by one kind, so advise on "
                           "each kind separately")
@@ -240,8 +245,8 @@ def advise(
     start = time.perf_counter()
     with staged_output(output_dir, overwrite=overwrite) as staged:
         data_by_modality: dict = {}
-        rows = [_score_candidate(m, (image_sizes or [None] * len(models))[i], data_by_modality, data_options,
-                                 max_samples, batch_size, seed) for i, m in enumerate(models)]
+        rows = [_score_candidate(m, size, data_by_modality, data_options, max_samples, batch_size, seed)
+                for m, size in zip(models, sizes)]
         probed = shortlist(rows, probe_top)
         for position, row in enumerate(probed):
             _probe_finetune(recipe_main, row, argv, data_options, probe_steps, seed,

@@ -181,13 +181,14 @@ def _advise_arguments(parser: argparse.ArgumentParser) -> None:
 def advise(args: argparse.Namespace) -> None:
     """Recommend a checkpoint and a strategy from scores, linear probes and short fine-tunes (and whether to adapt)."""
     from .advise import advise as run_advice, default_recipe
-    from .compare import load_recipe_main
+    from .compare import load_recipe_module
 
     if args.image_size is not None and args.image_sizes is not None:
         raise HFTransferError("pass --image_size (one for all) or --image_sizes (one per model), not both")
     sizes = args.image_sizes or ([args.image_size] * len(args.models) if args.image_size else None)
-    recipe = args.recipe or default_recipe(args.models[0])
-    run_advice(load_recipe_main(recipe), args.models, args.dataset,
+    recipe = load_recipe_module(args.recipe or default_recipe(args.models[0]))
+    timm_size = getattr(recipe, "FAMILY_DEFAULTS", {}).get("timm", {}).get("image_size")  # what the recipe trains at
+    run_advice(recipe.main, args.models, args.dataset, default_image_size=timm_size,
                recipe_argv=[a for a in args.unknown_args if a != "--"], image_sizes=sizes,
                samples_per_class=args.samples_per_class, max_train_samples=args.max_train_samples, target=args.target,
                probe_top=args.probe_top, probe_steps=args.probe_steps, max_samples=args.max_samples,

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["NegativeTransferWarning", "compare_label_counts", "compare_transfer", "crossing_point", "load_recipe_main",
+__all__ = ["NegativeTransferWarning", "compare_label_counts", "compare_transfer", "crossing_point", "load_recipe_main", "load_recipe_module",
            "transfer_verdict"]
 
 ARMS = ("pretrained", "scratch")
@@ -30,8 +30,8 @@ class NegativeTransferWarning(UserWarning):
     """The pretrained start did worse than random init beyond the seed-to-seed noise."""
 
 
-def load_recipe_main(path: str | Path) -> Callable:
-    """Import a recipe file (e.g. recipes/image_cls.py) in-process and return its ``main(argv)``."""
+def load_recipe_module(path: str | Path):
+    """Import a recipe file (e.g. recipes/image_cls.py) in-process: its ``main(argv)`` and its defaults."""
     import importlib.util
 
     path = Path(path)
@@ -42,7 +42,12 @@ def load_recipe_main(path: str | Path) -> Callable:
     spec.loader.exec_module(module)
     if not callable(getattr(module, "main", None)):
         raise ConfigError(f"recipe {str(path)!r} has no main(argv) function")
-    return module.main
+    return module
+
+
+def load_recipe_main(path: str | Path) -> Callable:
+    """Import a recipe file in-process and return its ``main(argv)``."""
+    return load_recipe_module(path).main
 
 
 def transfer_verdict(gains: Sequence[float]) -> dict:

@@ -119,3 +119,21 @@ def test_readme_advise_table_is_the_committed_benchmark_json():
     assert between.strip() == bench.markdown(report).strip()
     mnist = report["tasks"]["mnist5k"]
     assert len(mnist["candidates"]) >= 8 and mnist["gap_pp"] <= 1.0 and mnist["compute_share"] <= 0.25
+
+
+def test_a_timm_candidate_without_a_size_is_scored_and_tuned_at_the_recipes_size(tmp_path, tiny_timm_dir,
+                                                                                 monkeypatch, capsys):
+    """The image recipe trains timm models at 64 px; scoring them at their pretraining size (224+) would rank
+    features the fine-tune never sees, and cost ~10x more."""
+    from hftransfer.cli import main
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "advice"
+    status = main(["advise", "--models", str(tiny_timm_dir), "--dataset", "digits", "--max_train_samples", "40",
+                   "--probe_steps", "1", "--output_dir", str(out), "--max_eval_samples", "30",
+                   "--per_device_train_batch_size", "8", "--dataloader_num_workers", "0"])
+    assert status == 0, capsys.readouterr().err[-2000:]
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["candidates"][0]["image_size"] == 64 and advice["recommended"]["image_size"] == 64
+    probe = out / "probes" / "0-model" / "config.json"
+    assert json.loads(probe.read_text())["pretrained_cfg"]["input_size"] == [3, 64, 64]

@@ -157,7 +157,8 @@ def _advise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="Labelled dataset: built-in, Hub id, folder or file.")
     parser.add_argument("--target", help="Unlabelled target domain: measure the shift and say whether to adapt.")
     parser.add_argument("--recipe", help="Recipe for the short fine-tunes (default: recipes/image_cls.py or "
-                                         "recipes/text_cls.py, by the first model's modality).")
+                                         "recipes/text_cls.py, by the first model's modality). Every flag advise does "
+                                         "not know goes to the recipe, e.g. --num_train_epochs 8 --learning_rate 1e-3.")
     parser.add_argument("--samples_per_class", "--samples-per-class", dest="samples_per_class", type=int)
     parser.add_argument("--max_train_samples", "--max-train-samples", dest="max_train_samples", type=int)
     parser.add_argument("--image_size", "--image-size", dest="image_size", type=int, help="Input size for every timm model.")

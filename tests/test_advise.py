@@ -46,6 +46,22 @@ def test_shortlist_is_the_best_mean_rank_of_logme_and_linear_probe():
     assert shortlist(rows, 10)[-1]["model"] == "d"
 
 
+def test_the_strategy_follows_the_measured_rule_not_the_short_fine_tune():
+    from hftransfer.advise import _recommend
+
+    def row(name, modality, tuned, frozen):
+        return {"model": name, "image_size": None, "modality": modality, "parameters": 1,
+                "linear_probe_accuracy": frozen, "finetune_probe": {"validation_accuracy": tuned, "steps": 20}}
+
+    images = [row("a", "image", 0.55, 0.89), row("b", "image", 0.87, 0.86)]
+    chosen = _recommend(images, images, [], labels_per_class=10)
+    assert chosen["model"] == "b" and chosen["strategy"] == "full"  # the short run's dip below its probe is no veto
+    texts = [row("t", "text", 0.60, 0.62)]
+    assert _recommend(texts, texts, [], labels_per_class=10)["strategy"] == "setfit"
+    assert _recommend(texts, texts, [], labels_per_class=50)["strategy"] == "full"
+    assert _recommend(texts, texts, ["--strategy", "lora"], labels_per_class=10)["flags"] == ["--strategy", "lora"]
+
+
 @pytest.fixture(scope="module")
 def digits_trained_dir(tmp_path_factory, image_recipe, tiny_timm_dir):
     """The tiny timm model after training on digits: features a digits probe can use, unlike its random start."""
@@ -71,7 +87,7 @@ def test_advise_recommends_the_candidate_trained_for_the_task_and_launches_it(tm
     trained, random_start = by_model[str(digits_trained_dir)], by_model[str(tiny_timm_dir)]
     assert trained["linear_probe_accuracy"] > random_start["linear_probe_accuracy"]
     assert advice["recommended"]["model"] == str(digits_trained_dir)
-    assert advice["recommended"]["strategy"] in {"full", "lp_ft"}
+    assert advice["recommended"]["strategy"] == "full" and advice["recommended"]["flags"] == ["--strategy", "full"]
     for row in (trained, random_start):  # both shortlisted (--probe_top 2): each got a 6-step recipe run
         assert row["finetune_probe"]["steps"] == 6 and row["num_train"] == 120 and row["num_validation"] == 100  # --max_samples caps
         assert row["parameters"] > 0 and row["forward_ms_per_example"] > 0

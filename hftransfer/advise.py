@@ -148,7 +148,7 @@ def _probe_finetune(recipe_main: Callable, row: dict, argv: list[str], data_opti
     run_argv = [*argv, "--model", row["model"], "--dataset", data_options["dataset"], "--seed", str(seed),  # last wins
                 "--max_steps", str(probe_steps), "--output_dir", str(run_dir), "--save_strategy", "no",
                 "--eval_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none"]
-    for flag in ("samples_per_class", "max_train_samples"):
+    for flag in ("samples_per_class", "max_train_samples", "max_eval_samples"):
         if data_options[flag] is not None:
             run_argv += [f"--{flag}", str(data_options[flag])]
     if row["image_size"] is not None:
@@ -246,7 +246,8 @@ def advise(
                           "each kind separately")
     argv = _split_argv(recipe_argv)
     data_options = {"dataset": dataset, "samples_per_class": samples_per_class, "max_train_samples": max_train_samples,
-                    "max_eval_samples": _flag_value(argv, "--max_eval_samples", int)}  # the validation the runs see
+                    # the probes are scored on the validation examples the linear probes are (and read no more)
+                    "max_eval_samples": _flag_value(argv, "--max_eval_samples", int) or max_samples}
     start = time.perf_counter()
     with staged_output(output_dir, overwrite=overwrite) as staged:
         data_by_modality: dict = {}

@@ -43,7 +43,8 @@ def _write_marker(folder: Path, status: str, files: list[str]) -> None:
 
 
 def _files_below(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
+    top_marker = folder / MARKER  # a nested run's marker (advise's probes/) is a file this tool wrote
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p != top_marker)
 
 
 def foreign_files(folder: Path) -> list[str]:

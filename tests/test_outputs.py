@@ -201,3 +201,18 @@ def test_full_disk_leaves_the_previous_run_untouched(image_recipe, tiny_timm_dir
         assert snapshot(out) == before
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_replacing_a_run_that_holds_nested_runs_leaves_nothing_behind(tmp_path):
+    """hftransfer advise stages its folder and runs recipes into subfolders of it, each staged with its own marker:
+    replacing that folder must remove the nested markers too, or the next replacement is refused."""
+    from hftransfer.outputs import staged_output
+
+    final = tmp_path / "advice"
+    for attempt in range(3):
+        with staged_output(final, overwrite=True) as outer:
+            with staged_output(outer.partial / "probes" / "0-model") as inner:
+                (inner.partial / "config.json").write_text(str(attempt))
+            (outer.partial / "advice.json").write_text(str(attempt))
+        assert not final.with_name("advice.previous").exists()
+    assert (final / "probes" / "0-model" / "config.json").read_text() == "2"

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_image_args
+from conftest import REPO, load_benchmark, tiny_image_args
 from hftransfer.advise import linear_probe_accuracy, shortlist
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -124,11 +124,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, tiny_timm_di
 
 
 def test_readme_advise_table_is_the_committed_benchmark_json():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_advise", REPO / "benchmarks" / "advise.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("advise")
     report = json.loads((REPO / "benchmarks" / "results" / "advise.json").read_text())
     readme = (REPO / "README.md").read_text()
     between = readme[readme.index(bench.README_BEGIN) + len(bench.README_BEGIN): readme.index(bench.README_END)]

@@ -288,14 +288,10 @@ def test_min_train_steps_lengthens_a_short_run_and_max_steps_wins(domain_recipe,
 
 def test_readme_tables_are_the_committed_benchmark_json():
     """README.md's domain-adaptation tables are rendered from benchmarks/results/domain_adaptation.json, not typed."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import REPO, load_benchmark
 
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("bench_da", repo / "benchmarks" / "domain_adaptation.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    report = json.loads((repo / "benchmarks" / "results" / "domain_adaptation.json").read_text())
-    readme = (repo / "README.md").read_text()
+    bench = load_benchmark("domain_adaptation")
+    report = json.loads((REPO / "benchmarks" / "results" / "domain_adaptation.json").read_text())
+    readme = (REPO / "README.md").read_text()
     between = readme[readme.index(bench.README_BEGIN) + len(bench.README_BEGIN): readme.index(bench.README_END)]
     assert between.strip() == bench.markdown(report).strip()

@@ -109,9 +109,23 @@ def _flag_value(argv: list[str], flag: str, kind: type):
     return None
 
 
-def _score_candidate(model: str, image_size: int | None, data_by_modality: dict, data_options: dict,
+def _recipe_data(argv: list[str], modality: str, data_options: dict, seed: int):
+    """The data the recipe will train on: its own data arguments (--validation_size, --label_column, ...) read from
+    the recipe flags, with advise's, loaded by the recipe's own loader."""
+    from transformers import HfArgumentParser
+
+    from .arguments import ImageDataArguments, TextDataArguments
+    from .data.loading import load_data_from_args
+
+    parser = HfArgumentParser(ImageDataArguments if modality == "image" else TextDataArguments, allow_abbrev=False)
+    data_args, _ = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    for name, value in data_options.items():
+        setattr(data_args, name, value)
+    return load_data_from_args(data_args, modality, seed=seed)
+
+
+def _score_candidate(model: str, image_size: int | None, data_by_modality: dict, data_options: dict, argv: list[str],
                      max_samples: int, batch_size: int, seed: int) -> dict:
-    from .data.loading import load_classification_data
     from .features import extract, load_with_source_head
     from .ranking import score_all
 
@@ -119,10 +133,7 @@ def _score_candidate(model: str, image_size: int | None, data_by_modality: dict,
     loaded, has_head = load_with_source_head(model, image_size=image_size)
     modality = loaded.modality
     if modality not in data_by_modality:
-        data_by_modality[modality] = load_classification_data(data_options["dataset"], modality, seed=seed,
-                                                              samples_per_class=data_options["samples_per_class"],
-                                                              max_train_samples=data_options["max_train_samples"],
-                                                              max_eval_samples=data_options["max_eval_samples"])
+        data_by_modality[modality] = _recipe_data(argv, modality, data_options, seed)
     data = data_by_modality[modality]
     forward_start = time.perf_counter()
     train_x, source_probs, train_y = extract(loaded, data, "train", max_samples, batch_size, seed=seed)
@@ -251,7 +262,7 @@ def advise(
     start = time.perf_counter()
     with staged_output(output_dir, overwrite=overwrite) as staged:
         data_by_modality: dict = {}
-        rows = [_score_candidate(m, size, data_by_modality, data_options, max_samples, batch_size, seed)
+        rows = [_score_candidate(m, size, data_by_modality, data_options, argv, max_samples, batch_size, seed)
                 for m, size in zip(models, sizes)]
         probed = shortlist(rows, probe_top)
         for position, row in enumerate(probed):

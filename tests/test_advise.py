@@ -133,7 +133,7 @@ def test_readme_advise_table_is_the_committed_benchmark_json():
     assert len(mnist["candidates"]) >= 8 and mnist["gap_pp"] <= 1.0 and mnist["compute_share"] <= 0.25
 
 
-def test_a_timm_candidate_without_a_size_is_scored_and_tuned_at_the_recipes_size(tmp_path, tiny_timm_dir,
+def test_a_timm_candidate_is_scored_at_the_recipes_size_on_the_recipes_split(tmp_path, tiny_timm_dir,
                                                                                  monkeypatch, capsys):
     """The image recipe trains timm models at 64 px; scoring them at their pretraining size (224+) would rank
     features the fine-tune never sees, and cost ~10x more."""
@@ -142,10 +142,12 @@ def test_a_timm_candidate_without_a_size_is_scored_and_tuned_at_the_recipes_size
     monkeypatch.chdir(REPO)
     out = tmp_path / "advice"
     status = main(["advise", "--models", str(tiny_timm_dir), "--dataset", "digits", "--max_train_samples", "40",
-                   "--probe_steps", "1", "--output_dir", str(out), "--max_eval_samples", "30",
+                   "--probe_steps", "1", "--output_dir", str(out), "--validation_size", "0.3",
                    "--per_device_train_batch_size", "8", "--dataloader_num_workers", "0"])
     assert status == 0, capsys.readouterr().err[-2000:]
     advice = json.loads((out / "advice.json").read_text())
     assert advice["candidates"][0]["image_size"] == 64 and advice["recommended"]["image_size"] == 64
+    # the recipe's own data flags shape the split advise scores on: 30% of digits held out, not the default 10%
+    assert advice["candidates"][0]["num_validation"] > 400
     probe = out / "probes" / "0-model" / "config.json"
     assert json.loads(probe.read_text())["pretrained_cfg"]["input_size"] == [3, 64, 64]

@@ -124,17 +124,12 @@ def _recipe_data(argv: list[str], modality: str, data_options: dict, seed: int):
     return load_data_from_args(data_args, modality, seed=seed)
 
 
-def _score_candidate(model: str, image_size: int | None, data_by_modality: dict, data_options: dict, argv: list[str],
-                     max_samples: int, batch_size: int, seed: int) -> dict:
+def _score_candidate(model: str, image_size: int | None, data, max_samples: int, batch_size: int, seed: int) -> dict:
     from .features import extract, load_with_source_head
     from .ranking import score_all
 
     start = time.perf_counter()
     loaded, has_head = load_with_source_head(model, image_size=image_size)
-    modality = loaded.modality
-    if modality not in data_by_modality:
-        data_by_modality[modality] = _recipe_data(argv, modality, data_options, seed)
-    data = data_by_modality[modality]
     forward_start = time.perf_counter()
     train_x, source_probs, train_y = extract(loaded, data, "train", max_samples, batch_size, seed=seed)
     eval_x, _, eval_y = extract(loaded, data, "validation", max_samples, batch_size, seed=seed)
@@ -142,7 +137,7 @@ def _score_candidate(model: str, image_size: int | None, data_by_modality: dict,
     row = {
         "model": model,
         "image_size": image_size,
-        "modality": modality,
+        "modality": loaded.modality,
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "forward_ms_per_example": round(1000 * forward_s / (len(train_y) + len(eval_y)), 3),
         "scores": score_all(train_x, source_probs if has_head else None, labels=train_y),
@@ -154,16 +149,23 @@ def _score_candidate(model: str, image_size: int | None, data_by_modality: dict,
     return row
 
 
-def _probe_finetune(recipe_main: Callable, row: dict, argv: list[str], data_options: dict, probe_steps: int,
-                    seed: int, run_dir: Path) -> None:
-    run_argv = [*argv, "--model", row["model"], "--dataset", data_options["dataset"], "--seed", str(seed),  # last wins
-                "--max_steps", str(probe_steps), "--output_dir", str(run_dir), "--save_strategy", "no",
-                "--eval_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none"]
-    for flag in ("samples_per_class", "max_train_samples", "max_eval_samples"):
+def _run_argv(argv: list[str], candidate: dict, data_options: dict, seed: int, run_dir: Path,
+              data_flags: Sequence[str] = ("samples_per_class", "max_train_samples", "max_eval_samples")) -> list[str]:
+    """Recipe flags for a run from `candidate` (model, image size) on advise's data; after the user's, so they win."""
+    run_argv = [*argv, "--model", candidate["model"], "--dataset", data_options["dataset"], "--seed", str(seed),
+                "--output_dir", str(run_dir)]
+    for flag in data_flags:
         if data_options[flag] is not None:
             run_argv += [f"--{flag}", str(data_options[flag])]
-    if row["image_size"] is not None:
-        run_argv += ["--image_size", str(row["image_size"])]
+    if candidate["image_size"] is not None:
+        run_argv += ["--image_size", str(candidate["image_size"])]
+    return run_argv
+
+
+def _probe_finetune(recipe_main: Callable, row: dict, argv: list[str], data_options: dict, probe_steps: int,
+                    seed: int, run_dir: Path) -> None:
+    run_argv = [*_run_argv(argv, row, data_options, seed, run_dir), "--max_steps", str(probe_steps), "--save_strategy",
+                "no", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none"]
     start = time.perf_counter()
     trainer = recipe_main(run_argv)
     seconds = time.perf_counter() - start
@@ -239,11 +241,11 @@ def advise(
     models = list(models)
     if not models:
         raise ConfigError("pass at least one checkpoint to --models")
-    if len(set(zip(models, image_sizes or [None] * len(models)))) != len(models):
-        raise ConfigError("--models lists a checkpoint twice at the same --image_sizes; pass each candidate once")
     if image_sizes is not None and len(image_sizes) != len(models):
         raise ConfigError(f"--image_sizes gives {len(image_sizes)} sizes for {len(models)} --models; give one per "
                           "model, or a single --image_size for all")
+    if len(set(zip(models, image_sizes or [None] * len(models)))) != len(models):
+        raise ConfigError("--models lists a checkpoint twice at the same --image_sizes; pass each candidate once")
     if probe_top < 1 or probe_steps < 1:
         raise ConfigError(f"--probe_top and --probe_steps must be at least 1, got {probe_top} and {probe_steps}")
     from .models.loading import model_families
@@ -261,16 +263,13 @@ def advise(
                     "max_eval_samples": _flag_value(argv, "--max_eval_samples", int) or max_samples}
     start = time.perf_counter()
     with staged_output(output_dir, overwrite=overwrite) as staged:
-        data_by_modality: dict = {}
-        rows = [_score_candidate(m, size, data_by_modality, data_options, argv, max_samples, batch_size, seed)
-                for m, size in zip(models, sizes)]
+        data = _recipe_data(argv, families[0][0], data_options, seed)
+        rows = [_score_candidate(m, size, data, max_samples, batch_size, seed) for m, size in zip(models, sizes)]
         probed = shortlist(rows, probe_top)
         for position, row in enumerate(probed):
             _probe_finetune(recipe_main, row, argv, data_options, probe_steps, seed,
                             staged.partial / "probes" / f"{position}-{Path(row['model']).name}")
-        train = next(iter(data_by_modality.values())).splits["train"]
-        labels_per_class = len(train) / max(1, len(set(train["label"])))
-        recommended = _recommend(rows, probed, argv, labels_per_class)
+        recommended = _recommend(rows, probed, argv, len(data.splits["train"]) / len(data.label_names))
         result = {
             "dataset": dataset,
             "samples_per_class": samples_per_class,
@@ -290,14 +289,9 @@ def advise(
     if launch:
         run_dir = Path(output_dir) / "recommended"
         print(f"launching the recommended run into {run_dir}")
-        run_argv = [*argv, "--model", recommended["model"], "--dataset", dataset, "--seed", str(seed),
-                    *recommended["flags"], "--output_dir", str(run_dir)]
-        if recommended["image_size"] is not None:
-            run_argv += ["--image_size", str(recommended["image_size"])]
-        for flag in ("samples_per_class", "max_train_samples"):
-            if data_options[flag] is not None:
-                run_argv += [f"--{flag}", str(data_options[flag])]
-        recipe_main(run_argv)
+        # the full run evaluates on what the user asked for, not on advise's probe subset
+        full_run = _run_argv(argv, recommended, data_options, seed, run_dir, ("samples_per_class", "max_train_samples"))
+        recipe_main([*full_run, *recommended["flags"]])
     return result
 
 

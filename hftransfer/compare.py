@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["NegativeTransferWarning", "compare_label_counts", "compare_transfer", "crossing_point", "load_recipe_main", "load_recipe_module",
-           "transfer_verdict"]
+__all__ = ["NegativeTransferWarning", "compare_label_counts", "compare_transfer", "crossing_point", "load_recipe_main",
+           "load_recipe_module", "transfer_verdict"]
 
 ARMS = ("pretrained", "scratch")
 

@@ -27,14 +27,6 @@ def load_recipe(name: str):
     return module
 
 
-def load_benchmark(name: str):
-    """Import benchmarks/<name>.py as a module (for the tests that README tables are its committed JSON)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def tiny_image_args(model_dir, output_dir, *extra: str) -> list[str]:
     return [
         "--model", str(model_dir), "--dataset", "digits", "--image_size", "32", "--max_train_samples", "96",

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, load_benchmark, tiny_image_args
+from conftest import REPO, tiny_image_args
 from hftransfer.advise import linear_probe_accuracy, shortlist
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -89,7 +89,8 @@ def test_advise_recommends_the_candidate_trained_for_the_task_and_launches_it(tm
     assert advice["recommended"]["model"] == str(digits_trained_dir)
     assert advice["recommended"]["strategy"] == "full" and advice["recommended"]["flags"] == ["--strategy", "full"]
     for row in (trained, random_start):  # both shortlisted (--probe_top 2): each got a 6-step recipe run
-        assert row["finetune_probe"]["steps"] == 6 and row["num_train"] == 120 and row["num_validation"] == 100  # --max_samples caps
+        # --max_samples 120 caps the scored training rows; validation is the run's --max_eval_samples 100
+        assert row["finetune_probe"]["steps"] == 6 and row["num_train"] == 120 and row["num_validation"] == 100
         assert row["parameters"] > 0 and row["forward_ms_per_example"] > 0
     assert advice["adaptation"]["target"] == "mnist5k:train" and advice["adaptation"]["examples_per_domain"] == 120
     assert advice["adaptation"]["method"] in {None, "cdan"}
@@ -124,11 +125,10 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, tiny_timm_di
 
 
 def test_readme_advise_table_is_the_committed_benchmark_json():
-    bench = load_benchmark("advise")
-    report = json.loads((REPO / "benchmarks" / "results" / "advise.json").read_text())
-    readme = (REPO / "README.md").read_text()
-    between = readme[readme.index(bench.README_BEGIN) + len(bench.README_BEGIN): readme.index(bench.README_END)]
-    assert between.strip() == bench.markdown(report).strip()
+    from bench_readme import readme_table_and_rendering
+
+    table, rendered, report = readme_table_and_rendering("advise")
+    assert table == rendered
     mnist = report["tasks"]["mnist5k"]
     assert len(mnist["candidates"]) >= 8 and mnist["gap_pp"] <= 1.0 and mnist["compute_share"] <= 0.25
 

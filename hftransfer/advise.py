@@ -171,11 +171,13 @@ def _probe_finetune(recipe_main: Callable, row: dict, argv: list[str], data_opti
     seconds = time.perf_counter() - start
     evaluation = json.loads((run_dir / "eval_results.json").read_text())
     steps = max(1, trainer.state.global_step)
+    # the training summary, not the last entry: the recipe's evaluations are logged after it
+    train_seconds = next(e["train_runtime"] for e in reversed(trainer.state.log_history) if "train_runtime" in e)
     row["finetune_probe"] = {
         "steps": steps,
         "validation_accuracy": evaluation["eval_accuracy"],
         "seconds": round(seconds, 2),
-        "seconds_per_step": round(trainer.state.log_history[-1].get("train_runtime", seconds) / steps, 4),
+        "seconds_per_step": round(train_seconds / steps, 4),
         "output_dir": run_dir.name,
     }
 

@@ -147,7 +147,9 @@ def test_a_timm_candidate_is_scored_at_the_recipes_size_on_the_recipes_split(tmp
     assert status == 0, capsys.readouterr().err[-2000:]
     advice = json.loads((out / "advice.json").read_text())
     assert advice["candidates"][0]["image_size"] == 64 and advice["recommended"]["image_size"] == 64
+    probe = advice["candidates"][0]["finetune_probe"]  # time per optimizer step, not the whole run (load, evaluations)
+    assert probe["steps"] * probe["seconds_per_step"] < 0.9 * probe["seconds"]
     # the recipe's own data flags shape the split advise scores on: 30% of digits held out, not the default 10%
     assert advice["candidates"][0]["num_validation"] > 400
-    probe = out / "probes" / "0-model" / "config.json"
-    assert json.loads(probe.read_text())["pretrained_cfg"]["input_size"] == [3, 64, 64]
+    saved = out / "probes" / "0-model" / "config.json"
+    assert json.loads(saved.read_text())["pretrained_cfg"]["input_size"] == [3, 64, 64]

@@ -98,10 +98,17 @@ class StrategyArguments:
         metadata={"help": "Keep the first N layer groups (from the input; never the head) frozen for the whole run, with "
                   "any strategy. A finished run's card suggests N from how far each group moved."},
     )
-    unfreeze_every: float = field(default=1.0, metadata={"help": "gradual: unfreeze one more group every N units."})
+    unfreeze_every: float | None = field(
+        default=None, metadata={"help": "gradual: unfreeze one more group every N units (default: the groups join at "
+                                "even steps over the first half of the run, so all of them train for its second half)."},
+    )
     unfreeze_unit: str = field(default="epoch", metadata={"help": "gradual: 'epoch' or 'step'."})
     groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})
-    lp_epochs: float = field(default=1.0, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning."})
+    lp_epochs: float | None = field(
+        default=None, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning (default: none after a "
+                                "fitted head, whose fit is the probe, as in LP-FT; the first half of the run after a "
+                                "random one)."},
+    )
     ft_lr_scale: float = field(default=0.1, metadata={"help": "lp_ft: LR multiplier of the fine-tuning phase."})
     bitfit_norms: bool = field(default=True, metadata={"help": "bitfit: also train normalisation weights."})
     setfit_iterations: int = field(

@@ -100,9 +100,9 @@ TEXT_RULES: tuple[Rule, ...] = (("max_length", _count, "a token count of at leas
 STRATEGY_RULES: tuple[Rule, ...] = (
     ("head_lr_scale", _at_least(0), "a multiplier of at least 0, e.g. 10"),
     ("layer_decay", _optional(_within(0, 1, low_open=True)), "a factor above 0 and at most 1, e.g. 0.75"),
-    ("unfreeze_every", _above(0), "a positive number of epochs or steps"),
+    ("unfreeze_every", _optional(_above(0)), "a positive number of epochs or steps, or leave it unset"),
     ("groups_per_phase", _count, "a count of at least 1"),
-    ("lp_epochs", _at_least(0), "a number of epochs of at least 0"),
+    ("lp_epochs", _optional(_at_least(0)), "a number of epochs of at least 0, or leave it unset"),
     ("ft_lr_scale", _at_least(0), "a multiplier of at least 0, e.g. 0.1"),
     ("lora_r", _count, "a rank of at least 1, e.g. 8"),
     ("lora_alpha", _above(0), "a positive scaling alpha, e.g. 16"),

@@ -282,3 +282,31 @@ def test_every_schedule_keeps_each_groups_factor(tiny_timm_dir, tmp_path):
         for step, lrs in enumerate(record.lrs):
             assert lrs["head"] == pytest.approx(10 * lrs["stem"]), (name, step)
         assert any(lrs["stem"] > 0 for lrs in record.lrs), name
+
+
+def test_gradual_unfreezes_every_group_within_the_first_half_of_a_one_epoch_run(tiny_timm_dir, tmp_path):
+    """Gradual's phases used to be one epoch each by default: a one-epoch run (the text recipe's default) trained the
+    head alone from start to end. Now every group joins by half of the run, whatever its length."""
+    trainer = make_trainer(tiny_timm_dir, tmp_path, "gradual")
+    before = snapshot(trainer.model)
+    trainer.train()
+    names = [g.name for g in trainer.strategy.groups]
+    phases = trainer.strategy.phases
+    assert phases[0].start_step == 0 and phases[0].trainable == names[-1:]
+    assert phases[-1].trainable == names and phases[-1].start_step <= STEPS // 2
+    assert [len(p.trainable) for p in phases] == sorted(len(p.trainable) for p in phases)
+    after = snapshot(trainer.model)
+    moved = changed(before, after, [n for _, params in group_params(trainer) for n in params if n in before])
+    assert all(moved.values()), [n for n, m in moved.items() if not m]
+
+
+def test_lp_ft_fine_tunes_from_the_first_step_after_the_fitted_probe(tiny_timm_dir, tmp_path):
+    """LP-FT's probe is the logistic-regression head fit (as in the paper); its default probing epoch made a
+    one-epoch run a linear probe throughout. After a random head, the first half of the run probes."""
+    fitted = make_trainer(tiny_timm_dir, tmp_path / "fit", "lp_ft")
+    fitted.train()
+    names = [g.name for g in fitted.strategy.groups]
+    assert [(p.start_step, p.trainable) for p in fitted.strategy.phases] == [(0, names)]
+    random_head = make_trainer(tiny_timm_dir, tmp_path / "random", "lp_ft", head_init="random")
+    random_head.train()
+    assert [(p.start_step, p.trainable) for p in random_head.strategy.phases] == [(0, names[-1:]), (STEPS // 2, names)]

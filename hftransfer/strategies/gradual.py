@@ -4,11 +4,16 @@ from .base import Strategy, epochs_to_steps
 
 @STRATEGIES.register("gradual")
 class GradualUnfreezing(Strategy):
-    """ULMFiT-style: the head first, then one more layer group from the top every `unfreeze_every` epochs (or steps)."""
+    """ULMFiT-style: the head first, then one more layer group from the top at each phase change.
+
+    By default the phase changes are spread evenly over the first half of the run, so every group trains for the
+    second half whatever the run's length; `unfreeze_every` N (epochs, or steps with `unfreeze_unit step`) fixes the
+    phase length instead (ULMFiT: one epoch)."""
 
     name = "gradual"
 
-    def __init__(self, unfreeze_every: float = 1.0, unfreeze_unit: str = "epoch", groups_per_phase: int = 1, **kw):
+    def __init__(self, unfreeze_every: float | None = None, unfreeze_unit: str = "epoch", groups_per_phase: int = 1,
+                 **kw):
         if unfreeze_unit not in ("epoch", "step"):
             from ..errors import ConfigError
 
@@ -19,13 +24,17 @@ class GradualUnfreezing(Strategy):
         self.unfreeze_unit = unfreeze_unit
         self.groups_per_phase = groups_per_phase
 
-    def phase_length(self) -> int:
-        if self.unfreeze_unit == "step":
-            return max(1, int(self.unfreeze_every))
-        return max(1, epochs_to_steps(self, self.unfreeze_every))
+    def phase(self, step: int) -> int:
+        """How many phase changes have happened by this step."""
+        if self.unfreeze_every is not None:
+            length = int(self.unfreeze_every) if self.unfreeze_unit == "step" else epochs_to_steps(self, self.unfreeze_every)
+            return step // max(1, length)
+        below_head = len(self.groups) - 1 - min(self.freeze_groups, len(self.groups) - 1)
+        changes = -(-below_head // self.groups_per_phase)
+        half = max(1, self.max_steps // 2)
+        return min(changes, step * changes // half)
 
     def trainable_at(self, step):
-        phase = step // self.phase_length()
         count = len(self.groups)
-        unfrozen = 1 + phase * self.groups_per_phase  # counted from the head
+        unfrozen = 1 + self.phase(step) * self.groups_per_phase  # counted from the head
         return [i >= count - unfrozen for i in range(count)]

@@ -4,19 +4,25 @@ from .base import Strategy, epochs_to_steps
 
 @STRATEGIES.register("lp_ft")
 class LinearProbeThenFineTune(Strategy):
-    """LP-FT (Kumar et al. 2022): probe the head for `lp_epochs`, then fine-tune everything at lr * ft_lr_scale."""
+    """LP-FT (Kumar et al. 2022): a linear probe, then everything fine-tuned at lr * ft_lr_scale.
+
+    The probe is the fitted head (`head_init fit`, the default: logistic regression on the frozen features, as the
+    paper's probe), then `lp_epochs` of head-only training; by default none after a fitted head and the first half
+    of the run after a random one."""
 
     name = "lp_ft"
     default_head_init = "fit"  # the head starts at the logistic-regression optimum on the frozen features
     # measured: MNIST-5k, 10 labels per class, 3 seeds: 0.624 with updated statistics, 0.817 with pretrained ones
     default_norm_statistics = "pretrained"  # the backbone's features stay what the head is fitted to
 
-    def __init__(self, lp_epochs: float = 1.0, ft_lr_scale: float = 0.1, **kw):
+    def __init__(self, lp_epochs: float | None = None, ft_lr_scale: float = 0.1, **kw):
         super().__init__(lp_epochs=lp_epochs, ft_lr_scale=ft_lr_scale, **kw)
         self.lp_epochs = lp_epochs
         self.ft_lr_scale = ft_lr_scale
 
     def _probing(self, step: int) -> bool:
+        if self.lp_epochs is None:
+            return self.head_init == "random" and step < max(1, self.max_steps // 2)
         return step < epochs_to_steps(self, self.lp_epochs)
 
     def trainable_at(self, step):

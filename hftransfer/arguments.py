@@ -69,59 +69,30 @@ class DomainDataArguments(ImageDataArguments, TextDataArguments):
     """domain_adapt.py takes image or text checkpoints: both families' data options (sizes apply to both domains)."""
 
 
-@dataclass
-class StrategyArguments:
-    strategy: str = field(
-        default="full", metadata={"help": "full, linear_probe, gradual, llrd, lp_ft, bitfit, lora or setfit."}
-    )
-    head_lr_scale: float = field(default=1.0, metadata={"help": "LR multiplier of the new head (e.g. 10)."})
-    norm_statistics: str | None = field(
-        default=None,
-        metadata={"help": "BatchNorm running statistics of trained layers: 'update' or 'pretrained' (kept in "
-                  "inference mode throughout, as Keras's fine-tuning guide advises). Default: 'pretrained' for "
-                  "lp_ft and bitfit, 'update' otherwise."},
-    )
-    layer_decay: float | None = field(
-        default=None, metadata={"help": "Layer-wise LR decay per group from the head (llrd default 0.75; composes)."}
-    )
-    head_init: str | None = field(
-        default=None,
-        metadata={"help": "How the new head starts: 'fit' (multinomial logistic regression on the frozen backbone's "
-                  "features, by L-BFGS, before the first step) or 'random'. Default: 'fit' for linear_probe and lp_ft, "
-                  "'random' otherwise."},
-    )
-    head_fit_c: float = field(
-        default=1.0, metadata={"help": "head_init fit: inverse L2 strength, as scikit-learn LogisticRegression's C."}
-    )
-    freeze_groups: int = field(
-        default=0,
-        metadata={"help": "Keep the first N layer groups (from the input; never the head) frozen for the whole run, with "
-                  "any strategy. A finished run's card suggests N from how far each group moved."},
-    )
-    unfreeze_every: float | None = field(
-        default=None, metadata={"help": "gradual: unfreeze one more group every N units (default: the groups join at "
-                                "even steps over the first half of the run, so all of them train for its second half)."},
-    )
-    unfreeze_unit: str = field(default="epoch", metadata={"help": "gradual: 'epoch' or 'step'."})
-    groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})
-    lp_epochs: float | None = field(
-        default=None, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning (default: none after a "
-                                "fitted head, whose fit is the probe, as in LP-FT; the first half of the run after a "
-                                "random one)."},
-    )
-    ft_lr_scale: float = field(default=0.1, metadata={"help": "lp_ft: LR multiplier of the fine-tuning phase."})
-    bitfit_norms: bool = field(default=True, metadata={"help": "bitfit: also train normalisation weights."})
-    setfit_iterations: int = field(
-        default=20, metadata={"help": "setfit: passes over the labelled examples that make contrastive pairs (each "
-                              "example: one same-class and one other-class partner per pass)."}
-    )
-    setfit_max_pairs: int = field(default=20000, metadata={"help": "setfit: at most this many contrastive pairs."})
-    lora_r: int = field(default=8, metadata={"help": "lora: adapter rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling alpha."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "lora: adapter dropout."})
-    lora_target: str | None = field(
-        default=None, metadata={"help": "lora: comma-separated module names (default: backbone linears/1x1 convs)."}
-    )
+def _strategy_arguments() -> type:
+    """`--strategy` and every option of every registered strategy's config class, as one flat dataclass for the
+    recipes' parser. An option shared by several strategies appears once, with the base config's default (a strategy
+    that sets its own default, such as llrd's layer_decay 0.75, gets it when the flag is left unset)."""
+    import dataclasses
+    import typing
+
+    from .strategies import STRATEGIES, StrategyConfig
+
+    options: dict[str, tuple] = {}
+    for config_class in (StrategyConfig, *(STRATEGIES.get(n).config_class for n in STRATEGIES.names())):
+        types = typing.get_type_hints(config_class)
+        for option in dataclasses.fields(config_class):
+            options.setdefault(option.name, (option.name, types[option.name],
+                                             field(default=option.default, metadata=dict(option.metadata))))
+    names = ", ".join(STRATEGIES.names())
+    strategy = ("strategy", str, field(default="full", metadata={"help": f"{names}."}))
+    generated = dataclasses.make_dataclass("StrategyArguments", [strategy, *options.values()])
+    generated.__module__ = __name__
+    generated.__doc__ = "--strategy and its options, from the strategies' config classes (hftransfer.strategies)."
+    return generated
+
+
+StrategyArguments = _strategy_arguments()
 
 
 @dataclass

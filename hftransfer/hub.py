@@ -271,17 +271,8 @@ def _phase_text(phase) -> str:
 
 
 def describe_component(component) -> dict:
-    """A loss component as card data: name, weight, warm-up (or its own `describe()` dict)."""
-    if callable(getattr(component, "describe", None)):
-        return dict(component.describe())
-    info = {"name": getattr(component, "name", type(component).__name__)}
-    for key in ("weight", "warmup"):
-        if hasattr(component, key):
-            info[key] = getattr(component, key)
-    confused = getattr(component, "confused_loss", None)
-    if confused is not None:  # the logged term is weight x loss: where its curve sits when the domains are confused
-        info["confused_loss"] = round(confused * getattr(component, "weight", 1.0), 6)
-    return info
+    """A loss component as card data: its name and every option of its config class (LossComponent.describe)."""
+    return dict(component.describe())
 
 
 def hyperparameters(args) -> dict:

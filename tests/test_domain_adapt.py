@@ -168,6 +168,8 @@ def test_regularizer_in_image_recipe_logs_its_term(image_recipe, tiny_timm_dir, 
     trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", "--regularizer", "l2sp",
                                                 "--regularizer_options", "alpha=0.1,beta=0.01"))
     assert "loss_l2sp" in {k for entry in trainer.state.log_history for k in entry}
+    card = (tmp_path / "out" / "README.md").read_text()  # every option of the component is on the card
+    assert "`l2sp`: warmup=0, alpha=0.1, beta=0.01" in card, [line for line in card.splitlines() if "l2sp" in line]
     with pytest.raises(HFTransferError, match="needs target-domain data"):
         image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out2", "--regularizer", "dann"))
 

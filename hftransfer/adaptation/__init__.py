@@ -7,14 +7,14 @@ num_classes)`` once, then ``component(AdaptationContext(...))`` every step for i
 from __future__ import annotations
 
 import collections.abc
-import inspect
+import dataclasses
 import types
 import typing
 from typing import Any
 
 from hftransfer.errors import ConfigError
 
-from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, float32_math, warmup_factor
+from .base import LOSS_COMPONENTS, AdaptationContext, ComponentConfig, LossComponent, float32_math, warmup_factor
 from .grl import GradientReversal, dann_coefficient, grad_reverse
 
 # one registration per module; importing them fills LOSS_COMPONENTS
@@ -28,22 +28,13 @@ from .mcc import MCCLoss, minimum_class_confusion  # noqa: E402
 from .mmd import MMDLoss, mmd  # noqa: E402
 
 
-def build_component(name: str, **kwargs: Any) -> LossComponent:
-    """Instantiate the registered component ``name`` with its options; bad options raise ConfigError."""
-    cls = LOSS_COMPONENTS.get(name)
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError:
-        options = [p for p in inspect.signature(cls).parameters]
-        unknown = sorted(set(kwargs) - set(options))
-        raise ConfigError(
-            f"loss component {name!r} got unknown option(s) {', '.join(unknown) or '?'}; its options are: {', '.join(options)}"
-        ) from None
-    return cls(**kwargs)
+def build_component(name: str, **options: Any) -> LossComponent:
+    """Instantiate the registered component ``name`` from its config class; bad options raise ConfigError."""
+    return LOSS_COMPONENTS.get(name)(**options)
 
 
 def parse_options(name: str, text: str | None, reserved: dict[str, str] | None = None) -> dict[str, Any]:
-    """'alpha=0.01,schedule=false' -> {'alpha': 0.01, 'schedule': False}, typed by the component's signature.
+    """'alpha=0.01,schedule=false' -> {'alpha': 0.01, 'schedule': False}, typed by the component's config class.
 
     A list-valued option takes its items separated by ';': 'multipliers=0.5;1;2'. Booleans read true/false, yes/no,
     1/0; an option that may be None (CDAN's `randomized`: automatic) also reads 'none'. ``reserved`` maps the keys a
@@ -51,9 +42,9 @@ def parse_options(name: str, text: str | None, reserved: dict[str, str] | None =
     """
     if not text:
         return {}
-    cls = LOSS_COMPONENTS.get(name)
-    parameters = inspect.signature(cls).parameters
-    annotations = _option_types(cls)
+    config_class = LOSS_COMPONENTS.get(name).config_class
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
+    annotations = typing.get_type_hints(config_class)
     reserved = reserved or {}
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -61,25 +52,17 @@ def parse_options(name: str, text: str | None, reserved: dict[str, str] | None =
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"bad option {item!r} for {name}: not key=value; write it as key=value, "
-                              f"e.g. {next(iter(k for k in parameters if k not in reserved), 'key')}=...")
+                              f"e.g. {next(iter(k for k in defaults if k not in reserved), 'key')}=...")
         if key in reserved:
             raise ConfigError(f"bad option {item!r} for {name}: set by {reserved[key]}; pass {reserved[key]} instead")
-        if key not in parameters:
-            keys = ", ".join(k for k in parameters if k not in reserved)
+        if key not in defaults:
+            keys = ", ".join(k for k in defaults if k not in reserved)
             raise ConfigError(f"bad option {item!r} for {name}: no option {key!r}; use one of {keys}")
-        options[key] = _typed(raw.strip(), annotations.get(key), parameters[key].default, f"{name} option {key}")
+        options[key] = _typed(raw.strip(), annotations.get(key), defaults[key], f"{name} option {key}")
     return options
 
 
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
-
-
-def _option_types(cls: type) -> dict[str, Any]:
-    """The annotated type of each constructor option (annotations are strings under `from __future__`)."""
-    try:
-        return typing.get_type_hints(cls.__init__)
-    except Exception:  # an annotation that does not evaluate: fall back to typing by the defaults
-        return {}
 
 
 def _typed(raw: str, annotation: Any, default: Any, what: str) -> Any:
@@ -88,7 +71,7 @@ def _typed(raw: str, annotation: Any, default: Any, what: str) -> Any:
     if annotation is not None:
         union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
         kinds = list(typing.get_args(annotation)) if union else [annotation]
-    elif default is not inspect.Parameter.empty and default is not None:
+    elif default is not dataclasses.MISSING and default is not None:
         kinds = [type(default)]
     optional = type(None) in kinds or (annotation is None and default is None)
     kinds = [k for k in kinds if k is not type(None)]
@@ -140,7 +123,7 @@ def components_from_args(args) -> list[LossComponent]:
 
 
 __all__ = [
-    "LOSS_COMPONENTS", "AdaptationContext", "LossComponent", "build_component", "components_from_args", "parse_options", "float32_math", "warmup_factor",
+    "LOSS_COMPONENTS", "AdaptationContext", "ComponentConfig", "LossComponent", "build_component", "components_from_args", "parse_options", "float32_math", "warmup_factor",
     "GradientReversal", "grad_reverse", "dann_coefficient",
     "BSSLoss", "CDANLoss", "CORALLoss", "DANNLoss", "InstanceWeighting", "L2SP", "MCCLoss", "MMDLoss",
     "mmd", "coral", "minimum_class_confusion", "batch_spectral_shrinkage", "clipped_unit_mean_weights",

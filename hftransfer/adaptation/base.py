@@ -16,7 +16,7 @@ CUDA for the SVD in ``bss``.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Iterator
 
 import torch
@@ -90,6 +90,22 @@ def warmup_factor(progress: float, warmup: float) -> float:
     return min(max(float(progress) / warmup, 0.0), 1.0)
 
 
+@dataclass
+class ComponentConfig:
+    """The options every loss component takes; a component with options of its own registers a subclass as its
+    `config_class`. `--method_options` / `--regularizer_options` are read as its fields (typed by their annotations),
+    every field becomes an attribute of the component, and the model card records them all."""
+
+    weight: float = field(default=1.0, metadata={"help": "multiplies the term (set by --method_weight / --regularizer_weight)"})
+    warmup: float = field(default=0.0, metadata={"help": "fraction of training over which the weight ramps up from 0"})
+
+    def __post_init__(self):
+        if self.weight < 0:
+            raise ConfigError(f"weight must be >= 0, got {self.weight}")
+        if not 0.0 <= self.warmup <= 1.0:
+            raise ConfigError(f"warmup is a fraction of training in [0, 1], got {self.warmup}")
+
+
 class LossComponent(nn.Module):
     """Base class: subclasses set ``name`` and ``needs_target`` and implement :meth:`loss`.
 
@@ -104,18 +120,36 @@ class LossComponent(nn.Module):
     """
 
     name: ClassVar[str] = "loss_component"
+    config_class: ClassVar[type[ComponentConfig]] = ComponentConfig
     needs_target: ClassVar[bool] = True
     warmup_ramps_term: ClassVar[bool] = True
     lr_scale: float = 1.0  # learning rate of the component's own parameters, relative to DISCRIMINATOR_LR_SCALE's
 
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0):
+    def __init__(self, config: ComponentConfig | None = None, **options: Any):
         super().__init__()
-        if weight < 0:
-            raise ConfigError(f"{self.name}: weight must be >= 0, got {weight}")
-        if not 0.0 <= warmup <= 1.0:
-            raise ConfigError(f"{self.name}: warmup is a fraction of training in [0, 1], got {warmup}")
-        self.weight = float(weight)
-        self.warmup = float(warmup)
+        if config is None:
+            known = [f.name for f in fields(self.config_class)]
+            unknown = sorted(set(options) - set(known))
+            if unknown:
+                raise ConfigError(f"loss component {self.name!r} got unknown option(s) {', '.join(unknown)}; its "
+                                  f"options are: {', '.join(known)}")
+            try:
+                config = self.config_class(**options)
+            except ConfigError as error:  # the base config's checks do not know the component's name
+                message = str(error)
+                raise ConfigError(message if message.startswith(f"{self.name}:") else f"{self.name}: {message}") from None
+        elif options:
+            raise TypeError("pass either a config or options, not both")
+        self.config = config
+        for option in fields(config):
+            setattr(self, option.name, getattr(config, option.name))
+
+    def describe(self) -> dict:
+        """Every option as the run used it (a default resolved at setup, such as the reversal strength, included)."""
+        info = {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self.config)}}
+        if getattr(self, "confused_loss", None) is not None:  # where the logged term (weight x loss) sits when the
+            info["confused_loss"] = round(self.confused_loss * self.weight, 6)  # domains are confused
+        return info
 
     # -- hooks ---------------------------------------------------------------------------------
     def setup(
@@ -165,12 +199,12 @@ class LossComponent(nn.Module):
         device = module_device(ctx.model) or module_device(self)
         return torch.zeros((), dtype=torch.float32, device=device)
 
-    def _require(self, ctx: AdaptationContext, *fields: str) -> list[Tensor]:
+    def _require(self, ctx: AdaptationContext, *names: str) -> list[Tensor]:
         values = []
-        for field in fields:
-            value = getattr(ctx, field)
+        for name in names:
+            value = getattr(ctx, name)
             if value is None:
-                raise ConfigError(f"loss component {self.name!r} needs ctx.{field}, which the trainer did not give")
+                raise ConfigError(f"loss component {self.name!r} needs ctx.{name}, which the trainer did not give")
             values.append(value)
         return values
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from hftransfer.errors import ConfigError
 
-from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, float32_math
+from .base import LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, float32_math
 
 
 def batch_spectral_shrinkage(features: Tensor, k: int = 1) -> Tensor:
@@ -19,18 +21,24 @@ def batch_spectral_shrinkage(features: Tensor, k: int = 1) -> Tensor:
         return singular_values[-k:].pow(2).sum()
 
 
+@dataclass
+class BSSConfig(ComponentConfig):
+    weight: float = 0.001  # the paper's eta
+    k: int = 1  # how many of the smallest singular values are shrunk
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.k < 1:
+            raise ConfigError(f"bss: k must be >= 1, got {self.k}")
+
+
 @LOSS_COMPONENTS.register("bss")
 class BSSLoss(LossComponent):
     """BSS on the source features; the paper's eta = 0.001 is the default weight."""
 
     name = "bss"
     needs_target = False
-
-    def __init__(self, weight: float = 0.001, warmup: float = 0.0, k: int = 1):
-        super().__init__(weight, warmup)
-        if k < 1:
-            raise ConfigError(f"bss: k must be >= 1, got {k}")
-        self.k = int(k)
+    config_class = BSSConfig
 
     def loss(self, ctx: AdaptationContext) -> Tensor:
         (fs,) = self._require(ctx, "features_source")

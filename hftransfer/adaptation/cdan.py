@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from typing import Any
 
@@ -10,7 +12,7 @@ from torch import Tensor, nn
 
 from hftransfer.errors import ConfigError
 
-from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
+from .base import (LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
                    domain_discriminator, float32_math, module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
 
@@ -21,6 +23,23 @@ def entropy_weights(probs: Tensor) -> Tensor:
     entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
     w = 1.0 + torch.exp(-entropy)
     return w / w.mean()
+
+
+@dataclass
+class CDANConfig(ComponentConfig):
+    hidden_dim: int = 256  # discriminator width
+    num_layers: int = 2  # discriminator hidden layers
+    batch_norm: bool = True
+    dropout: float = 0.0
+    entropy_conditioning: bool = False  # CDAN+E
+    randomized: bool | None = None  # the randomized multilinear map; None: when feature_dim x classes > max_dim
+    randomized_dim: int = 1024
+    max_dim: int = 4096
+    schedule: bool = True  # the reversal ramps as 2 / (1 + exp(-gamma p)) - 1 (DANN)
+    gamma: float = 10.0
+    max_coefficient: float | None = None  # the reversal's full strength; None: by the model's family (setup)
+    lr_scale: float = 0.1  # the discriminator's LR, relative to DISCRIMINATOR_LR_SCALE x --learning_rate (measured)
+    seed: int = 0  # of the random map
 
 
 @LOSS_COMPONENTS.register("cdan")
@@ -40,21 +59,11 @@ class CDANLoss(LossComponent):
     name = "cdan"
     needs_target = True
     warmup_ramps_term = False  # the warm-up ramps the reversal (see coefficient); the discriminator learns from step 0
+    config_class = CDANConfig
     confused_loss = math.log(2)  # the balanced domain BCE of a discriminator that cannot tell the domains apart
 
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
-                 batch_norm: bool = True, dropout: float = 0.0, entropy_conditioning: bool = False,
-                 randomized: bool | None = None, randomized_dim: int = 1024, max_dim: int = 4096,
-                 schedule: bool = True, gamma: float = 10.0, max_coefficient: float | None = None, lr_scale: float = 0.1, seed: int = 0):
-        super().__init__(weight, warmup)
-        self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
-        self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
-        self.entropy_conditioning = bool(entropy_conditioning)
-        self.randomized, self.randomized_dim, self.max_dim = randomized, int(randomized_dim), int(max_dim)
-        self.schedule, self.gamma = bool(schedule), float(gamma)
-        self.max_coefficient = None if max_coefficient is None else float(max_coefficient)
-        self.lr_scale = float(lr_scale)
-        self.seed = int(seed)
+    def __init__(self, config: CDANConfig | None = None, **options: Any):
+        super().__init__(config, **options)
         self.use_random_map = False
         self.discriminator: nn.Module | None = None
         self.random_features: Tensor | None

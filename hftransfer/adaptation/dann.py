@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
+from .base import (LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
                    domain_discriminator, module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
+
+
+@dataclass
+class DANNConfig(ComponentConfig):
+    hidden_dim: int = 256  # discriminator width
+    num_layers: int = 2  # discriminator hidden layers
+    batch_norm: bool = True
+    dropout: float = 0.0
+    schedule: bool = True  # the reversal ramps as 2 / (1 + exp(-gamma p)) - 1 (DANN)
+    gamma: float = 10.0
+    max_coefficient: float | None = None  # the reversal's full strength; None: by the model's family (setup)
+    lr_scale: float = 1.0  # the discriminator's LR, relative to DISCRIMINATOR_LR_SCALE x --learning_rate
 
 
 @LOSS_COMPONENTS.register("dann")
@@ -27,17 +41,11 @@ class DANNLoss(LossComponent):
     name = "dann"
     needs_target = True
     warmup_ramps_term = False  # the warm-up ramps the reversal (see coefficient); the discriminator learns from step 0
+    config_class = DANNConfig
     confused_loss = math.log(2)  # the balanced domain BCE of a discriminator that cannot tell the domains apart
 
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 256, num_layers: int = 2,
-                 batch_norm: bool = True, dropout: float = 0.0, schedule: bool = True, gamma: float = 10.0,
-                 max_coefficient: float | None = None, lr_scale: float = 1.0):
-        super().__init__(weight, warmup)
-        self.hidden_dim, self.num_layers = int(hidden_dim), int(num_layers)
-        self.batch_norm, self.dropout = bool(batch_norm), float(dropout)
-        self.schedule, self.gamma = bool(schedule), float(gamma)
-        self.max_coefficient = None if max_coefficient is None else float(max_coefficient)
-        self.lr_scale = float(lr_scale)
+    def __init__(self, config: DANNConfig | None = None, **options: Any):
+        super().__init__(config, **options)
         self.discriminator: nn.Module | None = None
 
     def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,

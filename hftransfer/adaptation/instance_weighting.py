@@ -7,6 +7,8 @@ term, so only the classifier learns from it). Source sample x then gets the weig
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from typing import Any
 
@@ -15,7 +17,7 @@ from torch import Tensor, nn
 
 from hftransfer.errors import ConfigError
 
-from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, float32_math, module_device,
+from .base import (LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, balanced_domain_bce, float32_math, module_device,
                    warmup_factor)
 
 _BISECTION_STEPS = 40
@@ -40,6 +42,19 @@ def clipped_unit_mean_weights(log_ratio: Tensor, min_weight: float, max_weight: 
     return torch.exp((lr + 0.5 * (lower + upper)).clamp(lo_w, hi_w))
 
 
+@dataclass
+class InstanceWeightingConfig(ComponentConfig):
+    hidden_dim: int = 0  # 0: a logistic domain classifier; else one hidden layer of this width
+    min_weight: float = 0.1  # source-loss weights are clipped to [min_weight, max_weight]
+    max_weight: float = 10.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.min_weight <= 1.0 <= self.max_weight:
+            raise ConfigError(f"instance_weighting: need 0 < min_weight <= 1 <= max_weight, got {self.min_weight}, "
+                              f"{self.max_weight}")
+
+
 @LOSS_COMPONENTS.register("instance_weighting")
 class InstanceWeighting(LossComponent):
     """Domain classifier on detached features + density-ratio weights for the source task loss.
@@ -53,14 +68,10 @@ class InstanceWeighting(LossComponent):
     name = "instance_weighting"
     needs_target = True
     warmup_ramps_term = False  # the warm-up ramps the source weights; the classifier learns from step 0
+    config_class = InstanceWeightingConfig
 
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0, hidden_dim: int = 0,
-                 min_weight: float = 0.1, max_weight: float = 10.0):
-        super().__init__(weight, warmup)
-        if not 0 < min_weight <= 1.0 <= max_weight:
-            raise ConfigError(f"instance_weighting: need 0 < min_weight <= 1 <= max_weight, got {min_weight}, {max_weight}")
-        self.hidden_dim = int(hidden_dim)
-        self.min_weight, self.max_weight = float(min_weight), float(max_weight)
+    def __init__(self, config: InstanceWeightingConfig | None = None, **options: Any):
+        super().__init__(config, **options)
         self.classifier: nn.Module | None = None
 
     def setup(self, model: nn.Module | None = None, feature_dim: int | None = None,

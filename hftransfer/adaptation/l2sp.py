@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Any, Iterable
 
 import torch
@@ -9,13 +11,24 @@ from torch import Tensor, nn
 
 from hftransfer.errors import ConfigError
 
-from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, float32_math
+from .base import LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, float32_math
 
 DEFAULT_HEAD_MARKERS = ("classifier", "head", "fc.")
 
 
 def default_is_head(name: str) -> bool:
     return any(marker in name for marker in DEFAULT_HEAD_MARKERS)
+
+
+@dataclass
+class L2SPConfig(ComponentConfig):
+    alpha: float = 0.01  # pull of the backbone toward its starting weights
+    beta: float = 0.01  # plain L2 on the new head
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.alpha < 0 or self.beta < 0:
+            raise ConfigError(f"l2sp: alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
 
 
 @LOSS_COMPONENTS.register("l2sp")
@@ -30,12 +43,10 @@ class L2SP(LossComponent):
 
     name = "l2sp"
     needs_target = False
+    config_class = L2SPConfig
 
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0, alpha: float = 0.01, beta: float = 0.01):
-        super().__init__(weight, warmup)
-        if alpha < 0 or beta < 0:
-            raise ConfigError(f"l2sp: alpha and beta must be >= 0, got {alpha}, {beta}")
-        self.alpha, self.beta = float(alpha), float(beta)
+    def __init__(self, config: L2SPConfig | None = None, **options: Any):
+        super().__init__(config, **options)
         self._buffer_of: dict[str, str] = {}  # parameter name -> buffer name of its starting value
         self._setup_model: tuple[nn.Module, ...] = ()  # a tuple, so the model is not registered as a child
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from hftransfer.errors import ConfigError
 
-from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, float32_math
+from .base import LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, float32_math
 
 
 def minimum_class_confusion(logits: Tensor, temperature: float = 2.5) -> Tensor:
@@ -29,18 +31,23 @@ def minimum_class_confusion(logits: Tensor, temperature: float = 2.5) -> Tensor:
         return (confusion.sum() - confusion.diagonal().sum()) / num_classes
 
 
+@dataclass
+class MCCConfig(ComponentConfig):
+    temperature: float = 2.5  # of the target softmax (the paper's T)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ConfigError(f"mcc: temperature must be > 0, got {self.temperature}")
+
+
 @LOSS_COMPONENTS.register("mcc")
 class MCCLoss(LossComponent):
     """Minimum Class Confusion on the target logits (see :func:`minimum_class_confusion`)."""
 
     name = "mcc"
     needs_target = True
-
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0, temperature: float = 2.5):
-        super().__init__(weight, warmup)
-        if temperature <= 0:
-            raise ConfigError(f"mcc: temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+    config_class = MCCConfig
 
     def check_context(self, ctx: AdaptationContext) -> None:
         if ctx.logits_target is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Sequence
 
 import torch
@@ -9,7 +11,7 @@ from torch import Tensor
 
 from hftransfer.errors import ConfigError
 
-from .base import LOSS_COMPONENTS, AdaptationContext, LossComponent, float32_math
+from .base import LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, float32_math
 
 DEFAULT_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -55,20 +57,25 @@ def mmd(x: Tensor, y: Tensor, multipliers: Sequence[float] = DEFAULT_MULTIPLIERS
         return term_xx + term_yy - 2.0 * k_xy.mean()
 
 
+@dataclass
+class MMDConfig(ComponentConfig):
+    multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS  # Gaussian bandwidths, multiples of the median distance
+    unbiased: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.multipliers) == 0 or any(float(v) <= 0 for v in self.multipliers):
+            raise ConfigError(f"mmd: multipliers must be a non-empty list of positive numbers, got {list(self.multipliers)}")
+        self.multipliers = tuple(float(v) for v in self.multipliers)
+
+
 @LOSS_COMPONENTS.register("mmd")
 class MMDLoss(LossComponent):
     """DAN-style multi-kernel MMD between pooled source and target features (see :func:`mmd`)."""
 
     name = "mmd"
     needs_target = True
-
-    def __init__(self, weight: float = 1.0, warmup: float = 0.0,
-                 multipliers: Sequence[float] = DEFAULT_MULTIPLIERS, unbiased: bool = False):
-        super().__init__(weight, warmup)
-        if len(multipliers) == 0 or any(float(v) <= 0 for v in multipliers):
-            raise ConfigError(f"mmd: multipliers must be a non-empty list of positive numbers, got {list(multipliers)}")
-        self.multipliers = tuple(float(v) for v in multipliers)
-        self.unbiased = bool(unbiased)
+    config_class = MMDConfig
 
     def loss(self, ctx: AdaptationContext) -> Tensor:
         fs, ft = self._require(ctx, "features_source", "features_target")

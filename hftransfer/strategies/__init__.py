@@ -5,20 +5,25 @@ from ..registry import Registry
 STRATEGIES = Registry("strategy")
 
 from . import bitfit, full, gradual, linear_probe, llrd, lora, lp_ft, setfit  # noqa: E402,F401  (registrations)
-from .base import Phase, Strategy  # noqa: E402
+from .base import Phase, Strategy, StrategyConfig  # noqa: E402
 
 
 def build_strategy(args) -> Strategy:
-    """StrategyArguments -> a Strategy; each strategy takes only the options it understands."""
-    import inspect
+    """StrategyArguments -> a Strategy built from its config class. A flag left at its default is not passed (the
+    strategy's own default applies); a flag set for an option the chosen strategy does not have is an error."""
+    from dataclasses import fields
+
+    from ..errors import ConfigError
 
     cls = STRATEGIES.get(args.strategy)
-    accepted = set()
-    for klass in cls.__mro__:
-        if "__init__" in vars(klass):
-            accepted |= set(inspect.signature(klass.__init__).parameters) - {"self", "kw", "options"}
-    options = {k: v for k, v in vars(args).items() if k in accepted and v is not None}
-    return cls(**options)
+    own = {f.name for f in fields(cls.config_class)}
+    set_flags = {f.name for f in fields(args) if f.name != "strategy" and getattr(args, f.name) != f.default}
+    foreign = sorted(set_flags - own)
+    if foreign:
+        owners = [n for n in STRATEGIES.names() if foreign[0] in {f.name for f in fields(STRATEGIES.get(n).config_class)}]
+        raise ConfigError(f"--{foreign[0]} is an option of --strategy {' / '.join(owners)}, not of {args.strategy}; "
+                          f"drop it or pass --strategy {owners[0]}")
+    return cls(cls.config_class(**{name: getattr(args, name) for name in set_flags}))
 
 
-__all__ = ["STRATEGIES", "Phase", "Strategy", "build_strategy"]
+__all__ = ["STRATEGIES", "Phase", "Strategy", "StrategyConfig", "build_strategy"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -35,38 +35,73 @@ class Phase:
     lr_scales: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class StrategyConfig:
+    """The options every strategy takes. A strategy with options of its own registers a subclass as its
+    `config_class`; the recipes' `--flags` (hftransfer.arguments.StrategyArguments), YAML keys and the model card's
+    strategy record all come from these fields."""
+
+    head_lr_scale: float = field(default=1.0, metadata={"help": "LR multiplier of the new head (e.g. 10)."})
+    layer_decay: float | None = field(
+        default=None, metadata={"help": "Layer-wise LR decay per group from the head (llrd default 0.75; composes)."}
+    )
+    norm_statistics: str | None = field(
+        default=None,
+        metadata={"help": "BatchNorm running statistics of trained layers: 'update' or 'pretrained' (kept in "
+                  "inference mode throughout, as Keras's fine-tuning guide advises). Default: 'pretrained' for "
+                  "lp_ft and bitfit, 'update' otherwise."},
+    )
+    head_init: str | None = field(
+        default=None,
+        metadata={"help": "How the new head starts: 'fit' (multinomial logistic regression on the frozen backbone's "
+                  "features, by L-BFGS, before the first step) or 'random'. Default: 'fit' for linear_probe, lp_ft "
+                  "and setfit, 'random' otherwise."},
+    )
+    head_fit_c: float = field(
+        default=1.0, metadata={"help": "head_init fit: inverse L2 strength, as scikit-learn LogisticRegression's C."}
+    )
+    freeze_groups: int = field(
+        default=0,
+        metadata={"help": "Keep the first N layer groups (from the input; never the head) frozen for the whole run, with "
+                  "any strategy. A finished run's card suggests N from how far each group moved."},
+    )
+
+    def __post_init__(self):
+        from ..errors import ConfigError
+
+        if self.norm_statistics not in (None, "update", "pretrained"):
+            raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {self.norm_statistics!r}; "
+                              "pick one of the two")
+        if self.head_init not in (None, "random", "fit"):
+            raise ConfigError(f"--head_init must be 'random' or 'fit', got {self.head_init!r}; pick one of the two")
+        if not self.head_fit_c > 0:
+            raise ConfigError(f"--head_fit_c must be a positive number, got {self.head_fit_c!r}; pass e.g. 1 "
+                              "(scikit-learn's default C) or drop it")
+        if self.freeze_groups < 0:
+            raise ConfigError(f"--freeze_groups must be 0 or more, got {self.freeze_groups}; pass the number of layer "
+                              "groups from the input to keep frozen")
+
+
 class Strategy:
-    """Base: everything trains at scale 1. Subclasses override `trainable_at` / `lr_scale` / `frozen_forever`."""
+    """Base: everything trains at scale 1. Subclasses override `trainable_at` / `lr_scale` / `frozen_forever`, and
+    set `config_class` when they take options of their own (every field becomes an attribute of the strategy)."""
 
     name = "base"
+    config_class: type[StrategyConfig] = StrategyConfig
     default_norm_statistics = "update"  # BatchNorm running statistics of training layers move with the data
     default_head_init = "random"  # or "fit": logistic regression on the frozen features first (hftransfer.head_fit)
 
-    def __init__(self, head_lr_scale: float = 1.0, layer_decay: float | None = None, norm_statistics: str | None = None,
-                 head_init: str | None = None, head_fit_c: float = 1.0, freeze_groups: int = 0, **options):
-        from ..errors import ConfigError
-
-        norm_statistics = norm_statistics or self.default_norm_statistics
-        if norm_statistics not in ("update", "pretrained"):
-            raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {norm_statistics!r}; "
-                              "pick one of the two")
-        head_init = head_init or self.default_head_init
-        if head_init not in ("random", "fit"):
-            raise ConfigError(f"--head_init must be 'random' or 'fit', got {head_init!r}; pick one of the two")
-        if not head_fit_c > 0:
-            raise ConfigError(f"--head_fit_c must be a positive number, got {head_fit_c!r}; pass e.g. 1 (scikit-learn's "
-                              "default C) or drop it")
-        if freeze_groups < 0:
-            raise ConfigError(f"--freeze_groups must be 0 or more, got {freeze_groups}; pass the number of layer groups "
-                              "from the input to keep frozen")
-        self.freeze_groups = freeze_groups
-        self.head_lr_scale = head_lr_scale
-        self.layer_decay = layer_decay
-        self.norm_statistics = norm_statistics
-        self.head_init = head_init
-        self.head_fit_c = head_fit_c
+    def __init__(self, config: StrategyConfig | None = None, **options):
+        if config is None:
+            config = build_config(self.config_class, options, f"--strategy {self.name}")
+        elif options:
+            raise TypeError("pass either a config or options, not both")
+        # the defaults that depend on the strategy are resolved here, so the record shows what the run used
+        self.config = replace(config, norm_statistics=config.norm_statistics or self.default_norm_statistics,
+                              head_init=config.head_init or self.default_head_init)
+        for option in fields(self.config):
+            setattr(self, option.name, getattr(self.config, option.name))
         self.head_fit: dict | None = None  # what the fit did, for the record
-        self.options = options
         self.groups: list[LayerGroup] = []
         self.steps_per_epoch = 1.0
         self.max_steps = 1
@@ -99,10 +134,8 @@ class Strategy:
         """Once before the first optimizer step of a fresh run (not after a resume), before the head fit."""
 
     def describe(self) -> dict:
-        return {"name": self.name, "head_lr_scale": self.head_lr_scale, "layer_decay": self.layer_decay,
-                "norm_statistics": self.norm_statistics, "head_init": self.head_init,
-                **({"head_fit_c": self.head_fit_c} if self.head_init == "fit" else {}),
-                **({"freeze_groups": self.freeze_groups} if self.freeze_groups else {}), **self.options}
+        """Every option of the run (its config, with the strategy's defaults resolved), for the record and the card."""
+        return {"name": self.name, **asdict(self.config)}
 
     # ---- machinery ----
 
@@ -237,6 +270,17 @@ class _StrategyCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.strategy.drop_frozen_gradients(state.global_step)
+
+
+def build_config(config_class: type[StrategyConfig], options: dict, owner: str) -> StrategyConfig:
+    """`config_class(**options)`, with an unknown option as one ConfigError line naming the ones there are."""
+    known = [f.name for f in fields(config_class)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{owner} has no option {unknown[0]!r}; its options are: {', '.join(known)}")
+    return config_class(**options)
 
 
 def epochs_to_steps(strategy: Strategy, epochs: float) -> int:

@@ -1,5 +1,12 @@
+from dataclasses import dataclass, field
+
 from . import STRATEGIES
-from .base import Strategy, norm_or_bias
+from .base import Strategy, StrategyConfig, norm_or_bias
+
+
+@dataclass
+class BitFitConfig(StrategyConfig):
+    bitfit_norms: bool = field(default=True, metadata={"help": "bitfit: also train normalisation weights."})
 
 
 @STRATEGIES.register("bitfit")
@@ -7,11 +14,8 @@ class BitFit(Strategy):
     """BitFit (Ben Zaken et al. 2022): only bias terms (and, by default, norm weights) of the backbone, plus the head."""
 
     name = "bitfit"
+    config_class = BitFitConfig
     default_norm_statistics = "pretrained"  # the backbone's features stay what the head is fitted to
-
-    def __init__(self, bitfit_norms: bool = True, **kw):
-        super().__init__(bitfit_norms=bitfit_norms, **kw)
-        self.bitfit_norms = bitfit_norms
 
     def attach(self, trainer):
         super().attach(trainer)

@@ -1,5 +1,24 @@
+from dataclasses import dataclass, field
+
 from . import STRATEGIES
-from .base import Strategy, epochs_to_steps
+from .base import Strategy, StrategyConfig, epochs_to_steps
+
+
+@dataclass
+class GradualConfig(StrategyConfig):
+    unfreeze_every: float | None = field(
+        default=None, metadata={"help": "gradual: unfreeze one more group every N units (default: the groups join at "
+                                "even steps over the first half of the run, so all of them train for its second half)."},
+    )
+    unfreeze_unit: str = field(default="epoch", metadata={"help": "gradual: 'epoch' or 'step'."})
+    groups_per_phase: int = field(default=1, metadata={"help": "gradual: groups unfrozen at each phase change."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.unfreeze_unit not in ("epoch", "step"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--unfreeze_unit must be 'epoch' or 'step', not {self.unfreeze_unit!r}; pick one of the two")
 
 
 @STRATEGIES.register("gradual")
@@ -11,18 +30,7 @@ class GradualUnfreezing(Strategy):
     phase length instead (ULMFiT: one epoch)."""
 
     name = "gradual"
-
-    def __init__(self, unfreeze_every: float | None = None, unfreeze_unit: str = "epoch", groups_per_phase: int = 1,
-                 **kw):
-        if unfreeze_unit not in ("epoch", "step"):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"unfreeze_unit must be 'epoch' or 'step', not {unfreeze_unit!r}")
-        super().__init__(unfreeze_every=unfreeze_every, unfreeze_unit=unfreeze_unit,
-                         groups_per_phase=groups_per_phase, **kw)
-        self.unfreeze_every = unfreeze_every
-        self.unfreeze_unit = unfreeze_unit
-        self.groups_per_phase = groups_per_phase
+    config_class = GradualConfig
 
     def phase(self, step: int) -> int:
         """How many phase changes have happened by this step."""

@@ -1,10 +1,21 @@
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from . import STRATEGIES
-from .base import Strategy
+from .base import Strategy, StrategyConfig
 from ..models.groups import LayerGroup, head_module_names
+
+
+@dataclass
+class LoRAConfig(StrategyConfig):
+    lora_r: int = field(default=8, metadata={"help": "lora: adapter rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "lora: adapter dropout."})
+    lora_target: str | None = field(
+        default=None, metadata={"help": "lora: comma-separated module names (default: backbone linears/1x1 convs)."}
+    )
 
 
 @STRATEGIES.register("lora")
@@ -15,11 +26,7 @@ class LoRA(Strategy):
     """
 
     name = "lora"
-
-    def __init__(self, lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.0,
-                 lora_target: str | None = None, **kw):
-        super().__init__(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_target=lora_target, **kw)
-        self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target = lora_r, lora_alpha, lora_dropout, lora_target
+    config_class = LoRAConfig
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         try:

@@ -1,5 +1,17 @@
+from dataclasses import dataclass, field
+
 from . import STRATEGIES
-from .base import Strategy, epochs_to_steps
+from .base import Strategy, StrategyConfig, epochs_to_steps
+
+
+@dataclass
+class LPFTConfig(StrategyConfig):
+    lp_epochs: float | None = field(
+        default=None, metadata={"help": "lp_ft: epochs of linear probing before fine-tuning (default: none after a "
+                                "fitted head, whose fit is the probe, as in LP-FT; the first half of the run after a "
+                                "random one)."},
+    )
+    ft_lr_scale: float = field(default=0.1, metadata={"help": "lp_ft: LR multiplier of the fine-tuning phase."})
 
 
 @STRATEGIES.register("lp_ft")
@@ -11,14 +23,10 @@ class LinearProbeThenFineTune(Strategy):
     of the run after a random one."""
 
     name = "lp_ft"
+    config_class = LPFTConfig
     default_head_init = "fit"  # the head starts at the logistic-regression optimum on the frozen features
     # measured: MNIST-5k, 10 labels per class, 3 seeds: 0.624 with updated statistics, 0.817 with pretrained ones
     default_norm_statistics = "pretrained"  # the backbone's features stay what the head is fitted to
-
-    def __init__(self, lp_epochs: float | None = None, ft_lr_scale: float = 0.1, **kw):
-        super().__init__(lp_epochs=lp_epochs, ft_lr_scale=ft_lr_scale, **kw)
-        self.lp_epochs = lp_epochs
-        self.ft_lr_scale = ft_lr_scale
 
     def _probing(self, step: int) -> bool:
         if self.lp_epochs is None:

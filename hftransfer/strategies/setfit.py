@@ -15,16 +15,34 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from . import STRATEGIES
+from .base import StrategyConfig
 from .linear_probe import LinearProbe
 
-SETFIT_ITERATIONS = 20  # passes over the labelled examples (SetFit's num_iterations)
-SETFIT_MAX_PAIRS = 20_000  # a few-label method: past this many pairs the phase stops (1,250+ steps of 16 pairs)
+
+
+@dataclass
+class SetFitConfig(StrategyConfig):
+    setfit_iterations: int = field(
+        default=20, metadata={"help": "setfit: passes over the labelled examples that make contrastive pairs (each "
+                              "example: one same-class and one other-class partner per pass; SetFit's num_iterations)."}
+    )
+    setfit_max_pairs: int = field(
+        default=20_000, metadata={"help": "setfit: at most this many contrastive pairs (a few-label method: 1,250+ "
+                                  "steps of 16 pairs)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.setfit_iterations < 1 or self.setfit_max_pairs < 1:
+            raise ConfigError(f"setfit: --setfit_iterations and --setfit_max_pairs must be at least 1, got "
+                              f"{self.setfit_iterations} and {self.setfit_max_pairs}; pass e.g. 20 and 20000")
 
 
 def contrastive_pairs(labels: list[int], iterations: int, max_pairs: int, seed: int) -> list[tuple[int, int, float]]:
@@ -59,14 +77,10 @@ class SetFit(LinearProbe):
     """Contrastive pair fine-tuning of the backbone first (SetFit), then the fitted head trains alone."""
 
     name = "setfit"
+    config_class = SetFitConfig
 
-    def __init__(self, setfit_iterations: int = SETFIT_ITERATIONS, setfit_max_pairs: int = SETFIT_MAX_PAIRS, **kw):
-        if setfit_iterations < 1 or setfit_max_pairs < 1:
-            raise ConfigError(f"setfit: --setfit_iterations and --setfit_max_pairs must be at least 1, got "
-                              f"{setfit_iterations} and {setfit_max_pairs}; pass e.g. 20 and 20000")
-        super().__init__(setfit_iterations=setfit_iterations, setfit_max_pairs=setfit_max_pairs, **kw)
-        self.iterations = setfit_iterations
-        self.max_pairs = setfit_max_pairs
+    def __init__(self, config: SetFitConfig | None = None, **options):
+        super().__init__(config, **options)
         self.contrastive: dict | None = None  # what the phase did, for the record
 
     def describe(self) -> dict:
@@ -99,7 +113,7 @@ def train_contrastively(trainer, strategy: SetFit) -> dict:
         raise ConfigError("--strategy setfit pairs labelled examples of one class each (sequence or image "
                           "classification, at least two classes in the training set); use another --strategy")
     labels = [int(y) for y in labels]
-    pairs = contrastive_pairs(labels, strategy.iterations, strategy.max_pairs, args.seed)
+    pairs = contrastive_pairs(labels, strategy.setfit_iterations, strategy.setfit_max_pairs, args.seed)
     batch_pairs = args.per_device_train_batch_size
     steps = math.ceil(len(pairs) / batch_pairs)
     backbone = [p for index, group in enumerate(strategy.groups[:-1]) if not strategy.held_still(index)

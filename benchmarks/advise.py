@@ -163,7 +163,7 @@ def run_task(name: str, args) -> dict:
     if args.quick:
         task = {**task, "samples_per_class": 3,
                 "recipe_args": ["--max_steps", "4", "--max_eval_samples", "60", "--per_device_train_batch_size", "8"]}
-    recipe_main = quiet(load_recipe_main(REPO / "recipes" / f"{task['recipe']}.py"))
+    recipe_main = quiet(load_recipe_main(task["recipe"]))
     work = Path(args.work_dir) / name
     work.mkdir(parents=True, exist_ok=True)
     build = image_candidates if task["recipe"] == "image_cls" else text_candidates

@@ -42,10 +42,9 @@ L2SP_ARGS = ["--samples_per_class", "10", "--num_train_epochs", "15", "--per_dev
 
 
 def load_main(recipe: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{recipe}", REPO / "recipes" / f"{recipe}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from hftransfer.recipes import load_recipe
+
+    return load_recipe(recipe).main
 
 
 def run_once(main, argv: list[str], out: Path, cache: Path, cached_only: bool = False) -> dict | None:

@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    recipe = load_recipe_main(REPO / "recipes" / "image_cls.py")
+    recipe = load_recipe_main("image_cls")
 
     def recipe_main(argv):  # stdout is for the JSON result only
         with contextlib.redirect_stdout(sys.stderr):

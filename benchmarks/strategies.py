@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.util
 import json
 import statistics
 import sys
@@ -54,10 +53,9 @@ STEP_TIME_ARGS = ["--max_steps", "30", "--eval_strategy", "no", "--save_strategy
 
 
 def load_main(recipe: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{recipe}", REPO / "recipes" / f"{recipe}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from hftransfer.recipes import load_recipe
+
+    return load_recipe(recipe).main
 
 
 def trainable_parameters(trainer) -> int:

@@ -15,12 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def recipe_defaults() -> dict:
-    import importlib.util
+    from hftransfer.recipes import load_recipe
 
-    spec = importlib.util.spec_from_file_location("text_cls", REPO / "recipes" / "text_cls.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.DEFAULTS
+    return load_recipe("text_cls").DEFAULTS
 
 
 def tfidf_baseline(seed: int = 42) -> dict:

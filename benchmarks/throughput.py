@@ -206,13 +206,9 @@ def _timing_callback(windows: Windows):
 
 
 def _recipe_defaults(modality: str) -> dict:
-    import importlib.util
+    from hftransfer.recipes import load_recipe
 
-    path = REPO / "recipes" / ("image_cls.py" if modality == "image" else "text_cls.py")
-    spec = importlib.util.spec_from_file_location(f"_recipe_{modality}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.DEFAULTS)
+    return dict(load_recipe("image_cls" if modality == "image" else "text_cls").DEFAULTS)
 
 
 def _model_source(opts, modality: str, workdir: Path) -> tuple[str, bool]:

@@ -182,12 +182,12 @@ def _advise_arguments(parser: argparse.ArgumentParser) -> None:
 def advise(args: argparse.Namespace) -> None:
     """Recommend a checkpoint and a strategy from scores, linear probes and short fine-tunes (and whether to adapt)."""
     from .advise import advise as run_advice, default_recipe
-    from .compare import load_recipe_module
+    from .recipes import load_recipe
 
     if args.image_size is not None and args.image_sizes is not None:
         raise HFTransferError("pass --image_size (one for all) or --image_sizes (one per model), not both")
     sizes = args.image_sizes or ([args.image_size] * len(args.models) if args.image_size else None)
-    recipe = load_recipe_module(args.recipe or default_recipe(args.models[0]))
+    recipe = load_recipe(args.recipe or default_recipe(args.models[0]))
     timm_size = getattr(recipe, "FAMILY_DEFAULTS", {}).get("timm", {}).get("image_size")  # what the recipe trains at
     run_advice(recipe.main, args.models, args.dataset, default_image_size=timm_size,
                recipe_argv=[a for a in args.unknown_args if a != "--"], image_sizes=sizes,
@@ -198,6 +198,22 @@ def advise(args: argparse.Namespace) -> None:
     print(f"wrote {args.output_dir}")
 
 
+def recipes(args: argparse.Namespace) -> None:
+    """List the recipes (recipes/*.py): name, what it does, how to launch it."""
+    from .recipes import RECIPES_DIR, recipe_names, recipe_summary
+
+    names = recipe_names()
+    if not names:
+        raise HFTransferError(f"no recipes found in {RECIPES_DIR}; run hftransfer from a source checkout (pip install -e .)")
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {recipe_summary(name)}\n{'':<{width}}  accelerate launch recipes/{name}.py --help")
+
+
+def _recipes_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
 COMMANDS = {
     "push": (push, _push_arguments),
     "card": (card, _card_arguments),
@@ -206,6 +222,7 @@ COMMANDS = {
     "compare": (compare, _compare_arguments),
     "shift": (shift, _shift_arguments),
     "advise": (advise, _advise_arguments),
+    "recipes": (recipes, _recipes_arguments),
 }
 
 

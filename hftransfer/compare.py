@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 from .errors import ConfigError
 
 __all__ = ["NegativeTransferWarning", "compare_label_counts", "compare_transfer", "crossing_point", "load_recipe_main",
-           "load_recipe_module", "transfer_verdict"]
+           "transfer_verdict"]
 
 ARMS = ("pretrained", "scratch")
 
@@ -30,24 +30,11 @@ class NegativeTransferWarning(UserWarning):
     """The pretrained start did worse than random init beyond the seed-to-seed noise."""
 
 
-def load_recipe_module(path: str | Path):
-    """Import a recipe file (e.g. recipes/image_cls.py) in-process: its ``main(argv)`` and its defaults."""
-    import importlib.util
+def load_recipe_main(recipe: str | Path) -> Callable:
+    """A recipe's ``main(argv)``, from its name or file (hftransfer.recipes)."""
+    from .recipes import load_recipe
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe {str(path)!r} does not exist; pass a recipe file such as recipes/image_cls.py")
-    spec = importlib.util.spec_from_file_location(f"_hftransfer_recipe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "main", None)):
-        raise ConfigError(f"recipe {str(path)!r} has no main(argv) function")
-    return module
-
-
-def load_recipe_main(path: str | Path) -> Callable:
-    """Import a recipe file in-process and return its ``main(argv)``."""
-    return load_recipe_module(path).main
+    return load_recipe(recipe).main
 
 
 def transfer_verdict(gains: Sequence[float]) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -19,12 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def load_recipe(name: str):
-    """Import recipes/<name>.py as a module (recipes are scripts, not package modules)."""
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from hftransfer.recipes import load_recipe  # noqa: E402  (after the offline environment above)
 
 
 def tiny_image_args(model_dir, output_dir, *extra: str) -> list[str]:

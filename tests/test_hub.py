@@ -7,7 +7,6 @@ pipeline, timm) with the local folder's predictions; no token or home-folder pat
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -43,11 +42,9 @@ METRICS = ("accuracy", "f1", "precision", "recall")
 
 
 def _recipe(modality: str):
-    path = ROOT / "recipes" / ("image_cls.py" if modality == "image" else "text_cls.py")
-    spec = importlib.util.spec_from_file_location(f"recipe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from hftransfer.recipes import load_recipe
+
+    return load_recipe("image_cls" if modality == "image" else "text_cls")
 
 
 def _tiny_base_model(modality: str, folder: Path) -> Path:

@@ -217,3 +217,26 @@ def test_a_pair_column_that_is_not_there_is_a_one_line_error(tmp_path):
     csv_path = real_tweet_pairs(tmp_path / "pairs.csv", n=20)
     with pytest.raises(DataError, match="sentence3"):
         load_classification_data(str(csv_path), "text", pair_column="sentence3")
+
+
+def test_recipe_index_lists_and_loads_every_recipe_by_name(tmp_path, monkeypatch, capsys):
+    """One loader for the CLI, tests and benchmarks; a new recipes/<name>.py is listed and loadable with no other
+    change."""
+    from hftransfer import recipes
+    from hftransfer.cli import main as cli
+    from hftransfer.errors import ConfigError
+
+    assert recipes.recipe_names() == ["domain_adapt", "image_cls", "text_cls", "token_cls"]
+    assert recipes.load_recipe("image_cls") is recipes.load_recipe(recipes.RECIPES_DIR / "image_cls.py")
+    assert callable(recipes.load_recipe("token_cls").main) and recipes.load_recipe("text_cls").DEFAULTS["model"] == "minilm"
+    with pytest.raises(ConfigError, match="unknown recipe 'image'; choose one of: domain_adapt, image_cls"):
+        recipes.load_recipe("image")
+    assert cli(["recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"accelerate launch recipes/{name}.py" in listed for name in recipes.recipe_names())
+
+    (tmp_path / "pair_cls.py").write_text('"""Classify sentence pairs."""\n\nDEFAULTS = {}\n\n\ndef main(argv=None):\n    return argv\n')
+    (tmp_path / "_helper.py").write_text("def main(argv=None):\n    pass\n")
+    monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path)
+    assert recipes.recipe_names() == ["pair_cls"] and recipes.recipe_summary("pair_cls") == "Classify sentence pairs."
+    assert recipes.load_recipe("pair_cls").main(["x"]) == ["x"]

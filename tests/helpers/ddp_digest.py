@@ -4,7 +4,6 @@
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -16,10 +15,9 @@ import torch
 def main():
     recipe, digest_dir = sys.argv[1], Path(sys.argv[2])
     argv = sys.argv[sys.argv.index("--") + 1:]
-    path = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.py"
-    spec = importlib.util.spec_from_file_location("recipe", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from hftransfer.recipes import load_recipe
+
+    module = load_recipe(recipe)
 
     initial_components = snapshot_components_at_setup()
     trainer = module.main(argv)

@@ -276,36 +276,24 @@ def describe_component(component) -> dict:
 
 
 def hyperparameters(args) -> dict:
-    """The training arguments a reader needs to reproduce a run, named as transformers' own cards name them."""
-    world = getattr(args, "world_size", 1)
-    value = lambda v: getattr(v, "value", v)  # noqa: E731  (enum -> its string)
-    rows = {
-        "learning_rate": args.learning_rate,
-        "train_batch_size": args.per_device_train_batch_size,
-        "eval_batch_size": args.per_device_eval_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "num_devices": world,
-        "total_train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
-        "seed": args.seed,
-        "optimizer": f"{value(args.optim)} (betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})",
+    """The training arguments a reader needs to reproduce a run: transformers' own card rows
+    (`extract_hyperparameters_from_trainer`), plus what a transfer run also depends on."""
+    from types import SimpleNamespace
+
+    from transformers.modelcard import extract_hyperparameters_from_trainer
+
+    rows = extract_hyperparameters_from_trainer(SimpleNamespace(args=args))
+    optimizer = getattr(args.optim, "value", args.optim)  # transformers writes the enum's repr and a line break
+    rows.update({
+        "optimizer": f"{optimizer} (betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})"
+        if "adam" in optimizer else optimizer + (f" ({args.optim_args})" if args.optim_args else ""),
         "weight_decay": args.weight_decay,
-        "lr_scheduler_type": value(args.lr_scheduler_type),
-        **_warmup(getattr(args, "warmup_steps", 0), getattr(args, "warmup_ratio", None)),
-        "num_epochs": args.num_train_epochs,
-        "training_steps": args.max_steps if args.max_steps > 0 else None,
-        "label_smoothing_factor": args.label_smoothing_factor or None,
         "max_grad_norm": args.max_grad_norm,
         "precision": "bf16 mixed" if args.bf16 else "fp16 mixed" if args.fp16 else "fp32",
         "metric_for_best_model": args.metric_for_best_model if args.load_best_model_at_end else None,
-    }
-    return public_value({k: v for k, v in rows.items() if v is not None})
-
-
-def _warmup(steps: float, ratio: float | None) -> dict:
-    """transformers 5 takes a fraction of training in warmup_steps (< 1); older versions a warmup_ratio."""
-    if ratio:
-        return {"lr_scheduler_warmup_ratio": ratio}
-    return {"lr_scheduler_warmup_ratio" if 0 < steps < 1 else "lr_scheduler_warmup_steps": steps}
+    })
+    rows.pop("mixed_precision_training", None)  # said by "precision"
+    return public_value({k: getattr(v, "value", v) for k, v in rows.items() if v is not None})
 
 
 def _folder_name(path: str) -> str:

@@ -620,7 +620,9 @@ def _random_state_kept(device: torch.device):
 
 
 def _is_peft(model) -> bool:
-    return hasattr(model, "peft_config")
+    from accelerate.utils import is_peft_model
+
+    return is_peft_model(model)
 
 
 class _ZeroComponentGradients(TrainerCallback):

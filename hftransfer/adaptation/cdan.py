@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from hftransfer.errors import ConfigError
 
-from .base import (LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
+from .base import (LOSS_COMPONENTS, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
                    domain_discriminator, float32_math, module_device, warmup_factor)
+from .dann import DANNConfig
 from .grl import dann_coefficient, grad_reverse
 
 
@@ -26,18 +27,11 @@ def entropy_weights(probs: Tensor) -> Tensor:
 
 
 @dataclass
-class CDANConfig(ComponentConfig):
-    hidden_dim: int = 256  # discriminator width
-    num_layers: int = 2  # discriminator hidden layers
-    batch_norm: bool = True
-    dropout: float = 0.0
+class CDANConfig(DANNConfig):
     entropy_conditioning: bool = False  # CDAN+E
     randomized: bool | None = None  # the randomized multilinear map; None: when feature_dim x classes > max_dim
     randomized_dim: int = 1024
     max_dim: int = 4096
-    schedule: bool = True  # the reversal ramps as 2 / (1 + exp(-gamma p)) - 1 (DANN)
-    gamma: float = 10.0
-    max_coefficient: float | None = None  # the reversal's full strength; None: by the model's family (setup)
     lr_scale: float = 0.1  # the discriminator's LR, relative to DISCRIMINATOR_LR_SCALE x --learning_rate (measured)
     seed: int = 0  # of the random map
 

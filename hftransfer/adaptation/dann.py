@@ -17,6 +17,8 @@ from .grl import dann_coefficient, grad_reverse
 
 @dataclass
 class DANNConfig(ComponentConfig):
+    """A domain discriminator behind a gradient reversal (DANN; CDAN's config extends it)."""
+
     hidden_dim: int = 256  # discriminator width
     num_layers: int = 2  # discriminator hidden layers
     batch_norm: bool = True

@@ -106,6 +106,7 @@ class TransferTrainingArguments(TrainingArguments):
         if extra_schedule:  # transformers' own check knows only its SchedulerType names
             check_schedule_kwargs(extra_schedule, self.lr_scheduler_kwargs)
             self.lr_scheduler_type = "constant"
+        check_sharding(self)
         if self.push_to_hub and not self.hub_model_id:  # checked before training, not after it
             from .errors import ConfigError
 
@@ -113,3 +114,28 @@ class TransferTrainingArguments(TrainingArguments):
         super().__post_init__()
         if extra_schedule:
             self.lr_scheduler_type = extra_schedule
+
+
+def check_sharding(args) -> None:
+    """FSDP and DeepSpeed shard across GPUs only: Accelerate sets them up for multi-GPU runs, and on a machine without
+    a GPU it trains plain unsharded copies instead (FSDP) or fails deep inside transformers (DeepSpeed), so a sharded
+    run is refused there, before transformers reads the option."""
+    import importlib.util
+
+    import torch
+
+    from .errors import ConfigError
+
+    engines = {
+        "fsdp": ("FSDP", bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"),
+        "deepspeed": ("DeepSpeed", bool(args.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"),
+    }
+    for flag, (engine, asked) in engines.items():
+        if asked and not torch.cuda.is_available():
+            raise ConfigError(
+                f"{engine} was asked for (--{flag} or an Accelerate {engine} config), but this machine has no GPU: "
+                f"{engine} shards only across GPUs; drop it, or train on CPU with DDP (torchrun --nproc_per_node N "
+                "recipes/<recipe>.py)")
+    if engines["deepspeed"][1] and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError("DeepSpeed was asked for but is not installed; pip install deepspeed, or use the FSDP config "
+                          "(accelerate_configs/fsdp_full_shard_bf16.yaml)")

@@ -31,3 +31,30 @@ def test_each_config_parses_and_starts_with_its_launch_command(config: Path):
         assert parsed.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # save_pretrained writes whole weights
     if parsed.distributed_type.value == "DEEPSPEED":
         assert parsed.deepspeed_config["zero_stage"] in (2, 3)
+
+
+def test_a_sharded_run_without_a_gpu_is_refused_before_anything_is_written(tiny_timm_dir, tmp_path):
+    """Accelerate sets FSDP up for multi-GPU runs only: launched with the shipped FSDP config on a CPU-only machine,
+    the recipe used to train plain DDP copies and finish as if sharded (DeepSpeed ended in a transformers
+    traceback). Each process now says why in one line, before any loading, and writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine runs FSDP")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "out"
+    recipe = [str(REPO / "recipes" / "image_cls.py"), "--model", str(tiny_timm_dir), "--output_dir", str(out),
+              "--max_steps", "1"]
+    launched = subprocess.run(["accelerate", "launch", "--config_file", str(REPO / "accelerate_configs" / "fsdp_full_shard_bf16.yaml"),
+                               "--num_processes", "2", *recipe], capture_output=True, text=True, env=env, timeout=600)
+    errors = [line for line in launched.stderr.splitlines() if line.startswith("error: ")]
+    assert launched.returncode != 0 and len(errors) == 2, launched.stderr[-2000:]
+    assert all(line.startswith("error: FSDP was asked for") and "no GPU" in line for line in errors)
+    for flag in (["--fsdp", "full_shard"], ["--deepspeed", str(tmp_path / "ds.json")]):
+        run = subprocess.run([sys.executable, *recipe, *flag], capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 2 and run.stderr.strip().startswith("error: ") and len(run.stderr.strip().splitlines()) == 1, run.stderr[-2000:]
+    assert not out.exists() and not Path(f"{out}.partial").exists()

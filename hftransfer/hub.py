@@ -569,6 +569,6 @@ def push_run(trainer) -> str | None:
         return None
     if not args.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id namespace/name; add it or drop --push_to_hub")
-    url = push_output(args.output_dir, args.hub_model_id, private=args.hub_private_repo, token=args.hub_token)
+    url = trainer.push_to_hub()
     print(f"pushed {args.output_dir} to {url}")
     return url

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -530,6 +531,18 @@ class TransferTrainer(Trainer):
 
 
     # ---- Hub: recipes push once, after the card is written (hftransfer.hub.push_run); Trainer's pushes are off ----
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """The card of a recipe run is hftransfer's (hftransfer.hub.write_run_card); re-rendered here, not replaced by
+        Trainer's generic one. A trainer built outside a recipe keeps Trainer's."""
+        from .hub import CARD_INPUTS, render_card
+
+        if not self.is_world_process_zero():
+            return
+        if (Path(self.args.output_dir) / CARD_INPUTS).is_file():
+            render_card(self.args.output_dir, repo_id=self.args.hub_model_id)
+        else:
+            super().create_model_card(*args, **kwargs)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
         """No Hub call when the trainer is built: the repo is created by the final push."""

@@ -339,7 +339,7 @@ def test_push_publishes_only_what_hftransfer_wrote(loopback_hub, tmp_path, monke
     monkeypatch.setattr(socket, "gethostname", lambda: HOST)
     base = _tiny_base_model("text", tmp_path / "models" / "tiny-text")  # outside HOME: an absolute path all the same
     out = home / "runs" / "lora"
-    _recipe("text").main([
+    trainer = _recipe("text").main([
         "--model", str(base), "--output_dir", str(out), *RECIPE_ARGS["text"], "--strategy", "lora",
         "--push_to_hub", "true", "--hub_model_id", "org/lora", "--hub_token", DEFAULT_TOKEN,
     ])
@@ -358,6 +358,10 @@ def test_push_publishes_only_what_hftransfer_wrote(loopback_hub, tmp_path, monke
     assert cli(["push", str(out), "--repo-id", "org/lora-cli", "--token", DEFAULT_TOKEN]) == 0
     assert capsys.readouterr().out.strip() == hub.commits[-1].url
     assert [c.repo_id for c in hub.commits] == ["org/lora", "org/lora-cli"]
+    card = (out / "README.md").read_bytes()
+    # Trainer's own entry points, with the foreign files still there: the same card and allow-list (checked below)
+    trainer.create_model_card()  # Trainer's own card entry point re-renders hftransfer's card, not its generic one
+    assert (out / "README.md").read_bytes() == card and "/org/lora/commit/" in trainer.push_to_hub()
 
     for repo_id in ("org/lora", "org/lora-cli"):
         pushed = hub.repo_files(repo_id)

@@ -88,7 +88,7 @@ def summarise(runs: list[dict], key: str) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = []
+    lines = [f"Budget: {report['budget']}.", ""] if report.get("budget") else []
     for task, table in report["domain_adaptation"].items():
         lines += [f"**{task}** (target test accuracy, mean ± std over seeds {report['seeds']}; checkpoint selected on "
                   "source validation; last checkpoint's beside it)", "",
@@ -128,13 +128,18 @@ def main():
                              "benchmarks/results/domain_adaptation.json).")
     args = parser.parse_args()
     if args.readme:
-        update_readme(json.loads(Path(args.readme).read_text()), REPO / "README.md")
+        update_readme(json.loads(Path(args.readme).read_text()), REPO / "README.md", args.readme)
         return
     work = Path(args.work)
     if "tweets-rotten_tomatoes" in args.tasks:
         ensure_rotten_tomatoes()
 
-    report: dict = {"seeds": args.seeds, "domain_adaptation": {}}
+    from hftransfer.recipes import load_recipe
+
+    image, text = (load_recipe("domain_adapt").FAMILY_DEFAULTS[family] for family in ("image", "text"))
+    budget = (f"image pairs {image['num_train_epochs']} epochs and at least {image['min_train_steps']:,} optimizer "
+              f"steps, text {text['num_train_epochs']} epoch (recipes/domain_adapt.py defaults)")
+    report: dict = {"seeds": args.seeds, "budget": budget, "domain_adaptation": {}}
     adapt = load_main("domain_adapt")
     for task in args.tasks:
         table = {}
@@ -184,11 +189,20 @@ README_BEGIN = "<!-- tables: python benchmarks/domain_adaptation.py --readme ben
 README_END = "<!-- end of tables -->"
 
 
-def update_readme(report: dict, readme: Path) -> None:
-    """Replace what lies between the README's table markers with the tables of `report`."""
+def readme_markers(json_path: str | Path) -> tuple[str, str]:
+    """The README markers around the tables of one results file (benchmarks/results/<name>.json)."""
+    name = Path(json_path).name
+    if name == "domain_adaptation.json":
+        return README_BEGIN, README_END
+    return (f"<!-- tables: python benchmarks/domain_adaptation.py --readme benchmarks/results/{name} -->",
+            f"<!-- end of tables ({name}) -->")
+
+
+def update_readme(report: dict, readme: Path, json_path: str | Path = "domain_adaptation.json") -> None:
+    """Replace what lies between the README's markers for this results file with the tables of `report`."""
     from readme_tables import replace_between
 
-    replace_between(readme, README_BEGIN, README_END, markdown(report))
+    replace_between(readme, *readme_markers(json_path), markdown(report))
 
 
 def ensure_rotten_tomatoes() -> None:

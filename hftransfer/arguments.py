@@ -115,7 +115,7 @@ class AdaptationArguments(RegularizerArguments):
     method: str = field(
         default="dann",
         metadata={"help": "dann, cdan, mmd, coral, mcc, instance_weighting, or source_only. Default: the best measured "
-                  "for the model's family in benchmarks/domain_adaptation.py (README): cdan for image models, dann "
+                  "for the model's family in benchmarks/domain_adaptation.py (README): cdan for image models, mcc "
                   "for text."},
     )
     method_weight: float = field(default=1.0, metadata={"help": "Weight of the adaptation term."})

@@ -268,7 +268,7 @@ def test_domain_adapt_defaults_follow_the_model_family(domain_recipe, tiny_timm_
 
     _, data_args, adapt_args, strategy_args, training_args = parse()
     expected = recipe.FAMILY_DEFAULTS[family]
-    assert adapt_args.method == ("cdan" if family == "image" else "dann")  # the best measured per family (README)
+    assert adapt_args.method == ("cdan" if family == "image" else "mcc")  # the best measured per family (README)
     assert training_args.learning_rate == expected["learning_rate"]
     assert strategy_args.head_lr_scale == expected.get("head_lr_scale", 1.0)
     assert data_args.image_size == (64 if family == "image" else None)  # a timm model: 64 px (README)

@@ -34,12 +34,18 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["ADAPTATION_METHOD", "advise", "default_recipe", "format_advice", "linear_probe_accuracy", "shortlist"]
+__all__ = ["adaptation_method", "advise", "default_recipe", "format_advice", "linear_probe_accuracy", "shortlist"]
 
 ADVICE_FILE = "advice.json"
-# best mean target accuracy per modality in benchmarks/results/domain_adaptation.json (digits->MNIST-5k: CDAN;
-# tweets->Rotten Tomatoes: MCC, the only method above source-only there)
-ADAPTATION_METHOD = {"image": "cdan", "text": "mcc"}
+
+
+def adaptation_method(modality: str) -> str | None:
+    """recipes/domain_adapt.py's default method for the modality: the best measured in its benchmark (README)."""
+    from .recipes import load_recipe
+
+    return load_recipe("domain_adapt").FAMILY_DEFAULTS.get(modality, {}).get("method")
+
+
 # The strategy is not read off the short fine-tune: it is still in its early dip (module docstring), below the linear
 # probe, when a full run ends far above it (MNIST-5k 10 per class: full 0.917, linear probe 0.796). Measured in
 # benchmarks/results/few_label.json: full fine-tuning is best for images at 10 labels per class and for text at 2,000
@@ -209,7 +215,7 @@ def _adaptation_advice(recommended: dict, data_options: dict, target: str, max_s
 
     result = domain_shift(recommended["model"], data_options["dataset"], target, max_samples=max_samples,
                           image_size=recommended["image_size"], batch_size=batch_size, seed=seed)
-    result["method"] = None if result["shift"] == "small" else ADAPTATION_METHOD.get(recommended["modality"])
+    result["method"] = None if result["shift"] == "small" else adaptation_method(recommended["modality"])
     return result
 
 

@@ -325,12 +325,20 @@ class TransferTrainer(Trainer):
             outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
         logits, pooled, n = outputs.logits, features[0], labels.shape[0]
         paired = logits.shape[0] > n  # rows past the labels are target-domain examples
+        logits_source, features_source = logits[:n], pooled[:n]
+        logits_target, features_target = (logits[n:], pooled[n:]) if paired else (None, None)
+        if logits.dim() == 3:  # token classification: a row per labelled word piece (per real token on the target)
+            labelled = labels != -100  # (boolean indexing reads the row count back: this path only)
+            logits_source, features_source, labels = logits_source[labelled], features_source[labelled], labels[labelled]
+            if paired:
+                real = inputs["attention_mask"][n:].bool()
+                logits_target, features_target = logits_target[real], features_target[real]
         context = AdaptationContext(
-            features_source=pooled[:n], logits_source=logits[:n], labels_source=labels,
-            features_target=pooled[n:] if paired else None, logits_target=logits[n:] if paired else None,
+            features_source=features_source, logits_source=logits_source, labels_source=labels,
+            features_target=features_target, logits_target=logits_target,
             progress=self.state.global_step / max(1, self.state.max_steps), model=self.accelerator.unwrap_model(model),
         )
-        per_example = nn.functional.cross_entropy(logits[:n].float(), labels, reduction="none",
+        per_example = nn.functional.cross_entropy(logits_source.float(), labels, reduction="none",
                                                   label_smoothing=self.args.label_smoothing_factor)
         for component in self.loss_components:
             weights = component.source_loss_weights(context)

@@ -192,3 +192,23 @@ def test_a_saved_models_task_comes_from_its_architecture():
 
     assert task_of(BertConfig(architectures=["BertForTokenClassification"])) == "token-classification"
     assert task_of(BertConfig(architectures=["BertForSequenceClassification"])) == "text-classification"
+
+
+def test_regularizers_train_a_token_model_with_the_token_loss(tiny_bert_dir, token_recipe, tmp_path):
+    """`--regularizer` on token classification ended in a cross-entropy shape traceback (token logits [B, T, C]
+    against the loss-component path's per-example loss). Now the task term is one row per tagged word piece: with the
+    regularizer at weight 0 the run is step for step the plain run (the loss transformers computes for the model)."""
+    data = write_real_tweets(tmp_path / "ner.conll", 40)
+    common = ("--max_steps", "2", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+              "--load_best_model_at_end", "false")
+
+    def losses(out, *extra):
+        trainer = token_recipe.main(tiny_token_args(tiny_bert_dir, data, tmp_path / out, *common, *extra))
+        return [e for e in trainer.state.log_history if "loss" in e]
+
+    plain = losses("plain")
+    off = losses("off", "--regularizer", "l2sp,bss", "--regularizer_weight", "0")
+    assert [e["loss"] for e in off] == pytest.approx([e["loss"] for e in plain], rel=1e-5)
+    assert [e["loss_task"] for e in off] == pytest.approx([e["loss"] for e in plain], rel=1e-5)
+    on = losses("on", "--regularizer", "l2sp,bss")
+    assert all(e["loss_bss"] > 0 for e in on) and on[-1]["loss_l2sp"] > 0

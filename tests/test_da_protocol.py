@@ -292,3 +292,17 @@ def test_readme_tables_are_the_committed_benchmark_json():
 
     table, rendered, _ = readme_table_and_rendering("domain_adaptation")
     assert table == rendered
+    # the partial rerun at the 2,000-step default sits between its own markers, rendered from its own file
+    import json
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import domain_adaptation
+    from readme_tables import between
+
+    path = REPO / "benchmarks" / "results" / "domain_adaptation_2000.json"
+    partial = between(REPO / "README.md", *domain_adaptation.readme_markers(path))
+    assert partial.strip() == domain_adaptation.markdown(json.loads(path.read_text())).strip()
+    assert "at least 2,000 optimizer steps" in partial and "at least 1,000 optimizer steps" in table

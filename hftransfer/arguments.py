@@ -100,7 +100,10 @@ class RegularizerArguments:
     regularizer: str | None = field(
         default=None, metadata={"help": "Pull toward the pretrained weights: l2sp, bss, or both comma-separated."}
     )
-    regularizer_weight: float = field(default=1.0, metadata={"help": "Weight of each regularizer term."})
+    regularizer_weight: float | None = field(
+        default=None, metadata={"help": "Weight of each regularizer term (default: each one's own: l2sp 1, its "
+                                "strength in alpha/beta; bss 0.001, the paper's eta)."},
+    )
     regularizer_options: str | None = field(
         default=None, metadata={"help": "Component options as key=value pairs, e.g. 'alpha=0.01,beta=0.01'."}
     )

@@ -108,7 +108,9 @@ STRATEGY_RULES: tuple[Rule, ...] = (
     ("lora_alpha", _above(0), "a positive scaling alpha, e.g. 16"),
     ("lora_dropout", _within(0, 1, high_open=True), "a probability of at least 0 and below 1"),
 )
-REGULARIZER_RULES: tuple[Rule, ...] = (("regularizer_weight", _at_least(0), "a weight of at least 0"),)
+REGULARIZER_RULES: tuple[Rule, ...] = (
+    ("regularizer_weight", _optional(_at_least(0)), "a weight of at least 0, or leave it unset for each one's own"),
+)
 ADAPTATION_RULES: tuple[Rule, ...] = (
     ("method_weight", _at_least(0), "a weight of at least 0"),
     ("method_warmup", _PROBABILITY, "a fraction of training between 0 and 1"),

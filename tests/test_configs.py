@@ -84,3 +84,14 @@ def test_every_component_option_parses_from_text_reaches_the_component_and_its_c
         build_component(name, nonsense=1)
     with pytest.raises(ConfigError, match=f"{name}: weight must be >= 0"):
         build_component(name, weight=-1.0)
+
+
+def test_a_regularizer_without_a_weight_flag_keeps_its_own_default_weight():
+    """`--regularizer bss` used to get --regularizer_weight's 1.0, 1000x the paper's eta (BSSConfig: 0.001)."""
+    from hftransfer.adaptation import components_from_args
+    from hftransfer.arguments import RegularizerArguments
+
+    built = components_from_args(RegularizerArguments(regularizer="l2sp,bss"))
+    assert {c.name: c.weight for c in built} == {"l2sp": 1.0, "bss": 0.001}
+    built = components_from_args(RegularizerArguments(regularizer="l2sp,bss", regularizer_weight=0.5))
+    assert {c.name: c.weight for c in built} == {"l2sp": 0.5, "bss": 0.5}

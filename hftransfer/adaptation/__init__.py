@@ -118,7 +118,8 @@ def components_from_args(args) -> list[LossComponent]:
         if LOSS_COMPONENTS.get(name).needs_target:
             raise ConfigError(f"{name!r} needs target-domain data; use recipes/domain_adapt.py --method {name}")
         options = parse_options(name, args.regularizer_options, reserved={"weight": "--regularizer_weight"})
-        built.append(build_component(name, weight=args.regularizer_weight, **options))
+        weight = {} if args.regularizer_weight is None else {"weight": args.regularizer_weight}  # else its config's
+        built.append(build_component(name, **weight, **options))
     return built
 
 

@@ -272,7 +272,7 @@ def test_domain_adapt_defaults_follow_the_model_family(domain_recipe, tiny_timm_
     assert training_args.learning_rate == expected["learning_rate"]
     assert strategy_args.head_lr_scale == expected.get("head_lr_scale", 1.0)
     assert data_args.image_size == (64 if family == "image" else None)  # a timm model: 64 px (README)
-    assert training_args.min_train_steps == (2000 if family == "image" else 0)  # image DA: a step budget (README)
+    assert training_args.min_train_steps == (1000 if family == "image" else 0)  # image DA: a step budget (README)
     *_, training_args = parse("--learning_rate", "3e-4")
     assert training_args.learning_rate == 3e-4
 

@@ -278,11 +278,15 @@ def describe_component(component) -> dict:
 def hyperparameters(args) -> dict:
     """The training arguments a reader needs to reproduce a run: transformers' own card rows
     (`extract_hyperparameters_from_trainer`), plus what a transfer run also depends on."""
+    import copy
     from types import SimpleNamespace
 
     from transformers.modelcard import extract_hyperparameters_from_trainer
 
-    rows = extract_hyperparameters_from_trainer(SimpleNamespace(args=args))
+    readable = copy.copy(args)
+    if isinstance(args.lr_scheduler_type, str):  # our own schedules (annealing, step) are names, not transformers' enum
+        readable.lr_scheduler_type = SimpleNamespace(value=args.lr_scheduler_type)
+    rows = extract_hyperparameters_from_trainer(SimpleNamespace(args=readable))
     optimizer = getattr(args.optim, "value", args.optim)  # transformers writes the enum's repr and a line break
     rows.update({
         "optimizer": f"{optimizer} (betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})"

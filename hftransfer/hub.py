@@ -287,6 +287,10 @@ def hyperparameters(args) -> dict:
     if isinstance(args.lr_scheduler_type, str):  # our own schedules (annealing, step) are names, not transformers' enum
         readable.lr_scheduler_type = SimpleNamespace(value=args.lr_scheduler_type)
     rows = extract_hyperparameters_from_trainer(SimpleNamespace(args=readable))
+    steps = rows.pop("lr_scheduler_warmup_steps", None)  # transformers 5 reads warmup_steps < 1 as a fraction
+    ratio = getattr(args, "warmup_ratio", None) or (steps if steps is not None and 0 < steps < 1 else None)
+    if ratio or steps:
+        rows["lr_scheduler_warmup_ratio" if ratio else "lr_scheduler_warmup_steps"] = ratio or steps
     optimizer = getattr(args.optim, "value", args.optim)  # transformers writes the enum's repr and a line break
     rows.update({
         "optimizer": f"{optimizer} (betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})"

@@ -468,3 +468,16 @@ def test_only_world_process_zero_pushes_even_saving_on_each_node(loopback_hub, t
     pushed = loopback_hub.repo_files("org/ddp")
     assert pushed["model.safetensors"] == (tmp_path / "node0" / "model.safetensors").read_bytes()
     assert "pushed" in outputs[0] and "pushed" not in outputs[1]
+
+
+def test_card_names_a_fractional_warm_up_a_ratio(tmp_path):
+    """transformers 5 reads --warmup_steps below 1 as a fraction of training (the recipes' 0.1): the card says
+    lr_scheduler_warmup_ratio then, and warm-up steps only for a step count."""
+    from hftransfer.hub import hyperparameters
+    from hftransfer.training_args import TransferTrainingArguments
+
+    fraction = hyperparameters(TransferTrainingArguments(output_dir=str(tmp_path), warmup_steps=0.1))
+    assert fraction["lr_scheduler_warmup_ratio"] == 0.1 and "lr_scheduler_warmup_steps" not in fraction
+    count = hyperparameters(TransferTrainingArguments(output_dir=str(tmp_path), warmup_steps=5))
+    assert count["lr_scheduler_warmup_steps"] == 5 and "lr_scheduler_warmup_ratio" not in count
+    assert "lr_scheduler_warmup_steps" not in hyperparameters(TransferTrainingArguments(output_dir=str(tmp_path)))

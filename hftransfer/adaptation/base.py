@@ -135,9 +135,8 @@ class LossComponent(nn.Module):
                                   f"options are: {', '.join(known)}")
             try:
                 config = self.config_class(**options)
-            except ConfigError as error:  # the base config's checks do not know the component's name
-                message = str(error)
-                raise ConfigError(message if message.startswith(f"{self.name}:") else f"{self.name}: {message}") from None
+            except ConfigError as error:  # a config's checks do not know which component it belongs to
+                raise ConfigError(f"{self.name}: {error}") from None
         elif options:
             raise TypeError("pass either a config or options, not both")
         self.config = config

@@ -29,7 +29,7 @@ class BSSConfig(ComponentConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.k < 1:
-            raise ConfigError(f"bss: k must be >= 1, got {self.k}")
+            raise ConfigError(f"k must be >= 1, got {self.k}")
 
 
 @LOSS_COMPONENTS.register("bss")

@@ -51,7 +51,7 @@ class InstanceWeightingConfig(ComponentConfig):
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.min_weight <= 1.0 <= self.max_weight:
-            raise ConfigError(f"instance_weighting: need 0 < min_weight <= 1 <= max_weight, got {self.min_weight}, "
+            raise ConfigError(f"need 0 < min_weight <= 1 <= max_weight, got {self.min_weight}, "
                               f"{self.max_weight}")
 
 

@@ -28,7 +28,7 @@ class L2SPConfig(ComponentConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.alpha < 0 or self.beta < 0:
-            raise ConfigError(f"l2sp: alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
+            raise ConfigError(f"alpha and beta must be >= 0, got {self.alpha}, {self.beta}")
 
 
 @LOSS_COMPONENTS.register("l2sp")

@@ -38,7 +38,7 @@ class MCCConfig(ComponentConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.temperature <= 0:
-            raise ConfigError(f"mcc: temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
 
 @LOSS_COMPONENTS.register("mcc")

@@ -65,7 +65,7 @@ class MMDConfig(ComponentConfig):
     def __post_init__(self):
         super().__post_init__()
         if len(self.multipliers) == 0 or any(float(v) <= 0 for v in self.multipliers):
-            raise ConfigError(f"mmd: multipliers must be a non-empty list of positive numbers, got {list(self.multipliers)}")
+            raise ConfigError(f"multipliers must be a non-empty list of positive numbers, got {list(self.multipliers)}")
         self.multipliers = tuple(float(v) for v in self.multipliers)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # readme_tables, beside this file
+from hftransfer.recipes import load_recipe  # noqa: E402
 METHODS = ["source_only", "dann", "cdan", "mmd", "coral", "mcc", "instance_weighting"]
 
 # one budget per task: every method gets exactly these arguments (plus --method and --seed); everything else is the
@@ -39,12 +40,6 @@ TASKS = {
     ],
 }
 L2SP_ARGS = ["--samples_per_class", "10", "--num_train_epochs", "15", "--per_device_train_batch_size", "20"]
-
-
-def load_main(recipe: str):
-    from hftransfer.recipes import load_recipe
-
-    return load_recipe(recipe).main
 
 
 def run_once(main, argv: list[str], out: Path, cache: Path, cached_only: bool = False) -> dict | None:
@@ -134,13 +129,12 @@ def main():
     if "tweets-rotten_tomatoes" in args.tasks:
         ensure_rotten_tomatoes()
 
-    from hftransfer.recipes import load_recipe
-
-    image, text = (load_recipe("domain_adapt").FAMILY_DEFAULTS[family] for family in ("image", "text"))
+    recipe = load_recipe("domain_adapt")
+    image, text = (recipe.FAMILY_DEFAULTS[family] for family in ("image", "text"))
     budget = (f"image pairs {image['num_train_epochs']} epochs and at least {image['min_train_steps']:,} optimizer "
               f"steps, text {text['num_train_epochs']} epoch (recipes/domain_adapt.py defaults)")
     report: dict = {"seeds": args.seeds, "budget": budget, "domain_adaptation": {}}
-    adapt = load_main("domain_adapt")
+    adapt = recipe.main
     for task in args.tasks:
         table = {}
         for method in args.methods:
@@ -168,7 +162,7 @@ def main():
         report["domain_adaptation"][task] = table
 
     if not args.no_l2sp:
-        image = load_main("image_cls")
+        image = load_recipe("image_cls").main
         rows = {}
         for name, extra in {"plain": [], "l2sp": ["--regularizer", "l2sp"]}.items():
             runs = [

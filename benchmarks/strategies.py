@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from hftransfer.compare import load_recipe_main as load_main  # also for few_label, freeze_depth and token_cls
+
 REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = ["full", "linear_probe", "gradual", "llrd", "lp_ft", "bitfit", "lora"]
 RECIPES = {"image": "image_cls", "text": "text_cls"}
@@ -50,12 +52,6 @@ STRATEGY_MODALITY_ARGS = {
 }
 STEP_TIME_ARGS = ["--max_steps", "30", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end",
                   "false", "--logging_steps", "5", "--max_eval_samples", "50"]
-
-
-def load_main(recipe: str):
-    from hftransfer.recipes import load_recipe
-
-    return load_recipe(recipe).main
 
 
 def trainable_parameters(trainer) -> int:

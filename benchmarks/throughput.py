@@ -9,9 +9,11 @@
     python benchmarks/throughput.py --workloads text-fixed --variant recipe   # one variant, in this process
 
 Variants, each in its own subprocess (peak memory is per variant); `KIND:OPTIONS` runs a modified one:
-  recipe  TransferTrainer + TransferTrainingArguments parsed exactly as the recipe parses them (its DEFAULTS), the
-          recipe's data pipeline and strategy. OPTIONS: more recipe flags ("recipe:--dataloader_num_workers 0").
-  plain   the same model (same seed), batch, precision and update rule (fused AdamW with the recipe's lr and
+  recipe  the trainer the recipe itself builds (hftransfer.recipes.build_recipe: its parse, DEFAULTS, data pipeline,
+          strategy), with the workload's data. OPTIONS: more recipe flags ("recipe:--dataloader_num_workers 0").
+          Synthetic workloads swap the training data for a pool of random examples labelled with the recipe's
+          dataset's classes.
+  plain   the same model (the recipe's build, same seed, no trainer), batch, precision and update rule (fused AdamW with the recipe's lr and
           weight decay, gradients clipped at the recipe's max_grad_norm): model.train(); per pre-collated batch:
           copy to the device, forward, backward, clip, step, zero_grad(set_to_none=True). No data loader in the
           timed loop: the compute ceiling. OPTIONS, comma-separated: channels_last (the recipe's memory format for
@@ -24,8 +26,8 @@ Timing: `warmup` untimed steps, then `rounds` windows of `steps` timed steps, ea
 steps (they drain batches that loader workers prefetched while the process waited). Trainer variants are timed
 by a TrainerCallback at on_step_end; on CUDA every window boundary synchronises. Variant processes start one at
 a time; on CPU their windows interleave (a b c, c b a, ...) so that load from other processes hits every variant
-alike. Rates are medians over windows; ratios are medians of per-round paired ratios. The synthetic paths import
-`datasets` only through hftransfer itself (benchmarks/README.md: what the GPU machine needs).
+alike. Rates are medians over windows; ratios are medians of per-round paired ratios. Every variant loads the
+recipe's (bundled) dataset through `datasets` (benchmarks/README.md: what the GPU machine needs).
 """
 
 from __future__ import annotations
@@ -79,7 +81,6 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=64, help="text-fixed pads to it; text-dynamic truncates at it")
     p.add_argument("--seq-len", type=int, default=128, help="text-synthetic sequence length")
-    p.add_argument("--num-labels", type=int, default=10, help="classes of the synthetic workloads")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=6, help="timed steps per round (the same for every variant)")
@@ -205,12 +206,6 @@ def _timing_callback(windows: Windows):
     return TimingCallback()
 
 
-def _recipe_defaults(modality: str) -> dict:
-    from hftransfer.recipes import load_recipe
-
-    return dict(load_recipe("image_cls" if modality == "image" else "text_cls").DEFAULTS)
-
-
 def _model_source(opts, modality: str, workdir: Path) -> tuple[str, bool]:
     """(what load_classifier gets, pretrained): built-in aliases keep their weights; named architectures start random."""
     from hftransfer.models import BUILTIN_MODELS
@@ -234,14 +229,12 @@ def _model_source(opts, modality: str, workdir: Path) -> tuple[str, bool]:
     from transformers import BertConfig
 
     BertConfig(**BERT_CONFIGS[name]).save_pretrained(folder)
-    try:  # bert-base-uncased's WordPiece vocabulary ships with the built-in MiniLM; text-synthetic needs none
-        from transformers import AutoTokenizer
+    from transformers import AutoTokenizer
 
-        from hftransfer.models import resolve_model_source
+    from hftransfer.models import resolve_model_source
 
-        AutoTokenizer.from_pretrained(resolve_model_source("minilm")).save_pretrained(folder)
-    except Exception:
-        pass
+    # the recipe loads a tokenizer with the model: bert-base-uncased's WordPiece vocabulary ships with the built-in MiniLM
+    AutoTokenizer.from_pretrained(resolve_model_source("minilm")).save_pretrained(folder)
     return str(folder), False
 
 
@@ -331,80 +324,32 @@ def _recipe_argv(opts, workload: str, source: str, pretrained: bool, output_dir:
     return argv + shlex.split(extra)
 
 
-def _build(opts, workload: str, kind: str, options: str, workdir: Path) -> dict:
-    """Everything a variant needs, built the way the recipe builds it: arguments, data, model, collator."""
-    import torch
-    from transformers import default_data_collator, set_seed
+def _build(opts, workload: str, kind: str, options: str, workdir: Path):
+    """The recipe's own build (hftransfer.recipes.build_recipe) with this workload's data: the recipe and loader
+    variants get its TransferTrainer, plain and stock the same model, data and collator without one."""
+    from transformers import DataCollatorWithPadding, default_data_collator, set_seed
 
-    from hftransfer.arguments import ImageDataArguments, ModelArguments, StrategyArguments, TextDataArguments
-    from hftransfer.config import parse_recipe_args
-    from hftransfer.models import load_classifier
-    from hftransfer.training_args import TransferTrainingArguments
+    from hftransfer.recipes import build_recipe
 
     modality = WORKLOADS[workload][0]
     source, pretrained = _model_source(opts, modality, workdir)
     argv = _recipe_argv(opts, workload, source, pretrained, str(workdir / "recipe-out"),
                         options if kind in ("recipe", "loader") else "")
-    data_cls = ImageDataArguments if modality == "image" else TextDataArguments
-    _, data_args, strategy_args, recipe_args = parse_recipe_args(
-        (ModelArguments, data_cls, StrategyArguments, TransferTrainingArguments), _recipe_defaults(modality), argv
-    )
-
-    data, label_names = None, [str(i) for i in range(opts.num_labels)]
-    if workload in ("image-jpeg", "text-fixed", "text-dynamic"):
-        from hftransfer.data import load_data_from_args
-
-        data = load_data_from_args(data_args, modality, seed=recipe_args.seed)
-        label_names = data.label_names
     set_seed(opts.seed)  # the same initial model in every variant
-    if modality == "text" and not pretrained:  # a random-init BERT config (load_classifier wants a tokenizer)
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(source, num_labels=len(label_names)))
-        processor = AutoTokenizer.from_pretrained(source) if (Path(source) / "tokenizer_config.json").exists() else None
-        if processor is None and workload != "text-synthetic":
-            raise SystemExit(f"{opts.model} has no tokenizer here: use --workloads text-synthetic")
-    else:
-        loaded = load_classifier(source, label_names, modality, pretrained=pretrained,
-                                 image_size=data_args.image_size if modality == "image" else None)
-        model, processor = loaded.model, loaded.processor
-
-    collator = default_data_collator
-    if workload == "image-jpeg":
-        from hftransfer.data import prepare_image_splits
-
-        splits = prepare_image_splits(data, processor, hflip=data_args.hflip, crop_scale_min=data_args.crop_scale_min,
-                                      verify=data_args.verify_images and kind == "recipe")
-    elif workload in ("text-fixed", "text-dynamic"):
-        from transformers import DataCollatorWithPadding
-
-        from hftransfer.data import prepare_text_splits, text_collator
-
-        splits = prepare_text_splits(data, processor, max_length=data_args.max_length)
-        if workload == "text-fixed":  # every variant pads to max_length
-            collator = DataCollatorWithPadding(processor, padding="max_length", max_length=data_args.max_length)
-        elif kind == "stock":
-            collator = None  # the Trainer's own default: DataCollatorWithPadding for a tokenizer
-        else:
-            collator = text_collator(processor, on_gpu=opts.device == "cuda" and torch.cuda.is_available())
-    else:
-        pool = _synthetic_pool(workload, opts, len(label_names), getattr(model.config, "vocab_size", 30522))
-        splits = {"train": _Synthetic(pool, opts.total_steps * opts.batch_size),
-                  "validation": _Synthetic(pool, opts.batch_size)}
-    return dict(model=model, processor=processor, splits=splits, collator=collator, recipe_args=recipe_args,
-                strategy_args=strategy_args, modality=modality)
-
-
-def _recipe_trainer(built, callbacks=()):
-    from hftransfer.strategies import build_strategy
-    from hftransfer.trainer import TransferTrainer
-
-    extra = {"data_collator": built["collator"]} if built["collator"] is not None else {}
-    return TransferTrainer(
-        model=built["model"], args=built["recipe_args"], train_dataset=built["splits"]["train"],
-        eval_dataset=built["splits"]["validation"], processing_class=built["processor"],
-        strategy=build_strategy(built["strategy_args"]), callbacks=list(callbacks), **extra,
-    )
+    run = build_recipe("image_cls" if modality == "image" else "text_cls", argv, trainer=kind in ("recipe", "loader"))
+    if workload == "text-fixed":  # every variant pads to max_length
+        run.collator = DataCollatorWithPadding(run.loaded.processor, padding="max_length", max_length=opts.max_length)
+    elif workload == "text-dynamic" and kind == "stock":
+        run.collator = None  # the Trainer's own default: DataCollatorWithPadding for a tokenizer
+    elif workload.endswith("-synthetic"):
+        pool = _synthetic_pool(workload, opts, len(run.data.label_names), getattr(run.loaded.model.config, "vocab_size", 30522))
+        run.splits = {"train": _Synthetic(pool, opts.total_steps * opts.batch_size),
+                      "validation": _Synthetic(pool, opts.batch_size)}
+        run.collator = default_data_collator
+    if run.trainer is not None:
+        run.trainer.train_dataset, run.trainer.eval_dataset = run.splits["train"], run.splits["validation"]
+        run.trainer.data_collator = run.collator or default_data_collator
+    return run
 
 
 def _stock_trainer(opts, built, options: str, workdir: Path, callbacks):
@@ -417,9 +362,9 @@ def _stock_trainer(opts, built, options: str, workdir: Path, callbacks):
             "--max_steps", str(opts.total_steps), "--seed", str(opts.seed)]
     argv += [a for k, v in overrides.items() for a in (f"--{k}", str(v).lower())] + shlex.split(options)
     (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv)
-    extra = {"data_collator": built["collator"]} if built["collator"] is not None else {}
-    trainer = Trainer(model=built["model"], args=args, train_dataset=built["splits"]["train"],
-                      processing_class=built["processor"], callbacks=list(callbacks), **extra)
+    extra = {"data_collator": built.collator} if built.collator is not None else {}
+    trainer = Trainer(model=built.loaded.model, args=args, train_dataset=built.splits["train"],
+                      processing_class=built.loaded.processor, callbacks=list(callbacks), **extra)
     overridden = sorted(set(overrides) | {a[2:] for a in shlex.split(options) if a.startswith("--")})
     return trainer, overridden
 
@@ -427,12 +372,14 @@ def _stock_trainer(opts, built, options: str, workdir: Path, callbacks):
 def _run_trainer(opts, built, windows: Windows, kind: str, options: str, workdir: Path) -> dict:
     callbacks = [_timing_callback(windows)]
     if kind == "recipe":
-        trainer, info = _recipe_trainer(built, callbacks), {}
+        trainer, info = built.trainer, {}
+        for callback in callbacks:
+            trainer.add_callback(callback)
     else:
         trainer, overridden = _stock_trainer(opts, built, options, workdir, callbacks)
         info = {"overrides": overridden}
-    if built["modality"] == "text" and not opts.compile:
-        windows.watch_tokens(built["model"])
+    if WORKLOADS[opts.workload][0] == "text" and not opts.compile:
+        windows.watch_tokens(built.loaded.model)
     trainer.train()
     args = trainer.args
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
@@ -446,14 +393,14 @@ def _staged_batches(opts, built, workload: str, count: int) -> list[dict]:
     import torch
     from torch.utils.data import DataLoader
 
-    train, sampler = built["splits"]["train"], None
-    if built["modality"] == "text" and built["recipe_args"].train_sampling_strategy == "group_by_length":
+    train, sampler = built.splits["train"], None
+    if WORKLOADS[workload][0] == "text" and built.training_args.train_sampling_strategy == "group_by_length":
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
         sampler = LengthGroupedSampler(opts.batch_size, dataset=train, model_input_name="input_ids",
                                        generator=torch.Generator().manual_seed(opts.seed))
     batches = []
-    for batch in DataLoader(train, batch_size=opts.batch_size, sampler=sampler, collate_fn=built["collator"]):
+    for batch in DataLoader(train, batch_size=opts.batch_size, sampler=sampler, collate_fn=built.collator):
         batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
         batches.append({k: v.pin_memory() for k, v in batch.items()} if opts.device == "cuda" else batch)
         if len(batches) == count:
@@ -474,16 +421,16 @@ def _run_plain(opts, built, windows: Windows, workload: str, options: str) -> di
         from hftransfer.trainer import keep_freed_host_memory
 
         keep_freed_host_memory()
-    args = built["recipe_args"]
-    model = built["model"].to(opts.device)
+    args = built.training_args
+    model = built.loaded.model.to(opts.device)
     if "channels_last" in options:
         model.to(memory_format=torch.channels_last)
     bf16 = bool(args.bf16)  # the recipe's resolved precision: --bf16 or its auto default
     clip = None if "no_clip" in options else (args.max_grad_norm or None)
     # text batches differ in length (draw them all); image batches differ only in content (a few suffice)
-    count = windows.total if built["modality"] == "text" and workload != "text-synthetic" else min(4, windows.total)
+    count = windows.total if workload.startswith("text-") and workload != "text-synthetic" else min(4, windows.total)
     batches = _staged_batches(opts, built, workload, count)
-    if built["modality"] == "text" and not opts.compile:
+    if workload.startswith("text-") and not opts.compile:
         windows.watch_tokens(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
@@ -505,7 +452,7 @@ def _run_plain(opts, built, windows: Windows, workload: str, options: str) -> di
 
 def _run_loader(opts, built, windows: Windows) -> dict:
     """The recipe's training DataLoader with no model step."""
-    trainer = _recipe_trainer(built)
+    trainer = built.trainer
     iterator = iter(trainer.get_train_dataloader())
     for step in range(1, windows.total + 1):
         next(iterator)
@@ -622,7 +569,7 @@ class Child:
 
 def _forwarded_flags(opts) -> list[str]:
     flags = ["--device", opts.device, "--batch-size", str(opts.batch_size), "--image-size", str(opts.image_size),
-             "--max-length", str(opts.max_length), "--seq-len", str(opts.seq_len), "--num-labels", str(opts.num_labels),
+             "--max-length", str(opts.max_length), "--seq-len", str(opts.seq_len),
              "--warmup", str(opts.warmup), "--rounds", str(opts.rounds), "--steps", str(opts.steps),
              "--rewarm", str(opts.rewarm), "--seed", str(opts.seed)]
     flags += ["--bf16"] * opts.bf16 + ["--compile"] * opts.compile

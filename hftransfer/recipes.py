@@ -2,14 +2,17 @@
 
 A recipe is a script (`accelerate launch recipes/image_cls.py`) with `main(argv)` and its `DEFAULTS`; adding
 `recipes/<name>.py` is all it takes to be listed by `hftransfer recipes` and loadable as `load_recipe("<name>")`.
+Its `parse(argv)` and `build(args)` give the trainer `main` would train (`build_recipe`), for benchmarks and tests.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Callable
 
 from .errors import ConfigError
 
@@ -61,3 +64,30 @@ def recipe_summary(recipe: str | Path) -> str:
 
 def _defines_main(path: Path) -> bool:
     return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in ast.parse(path.read_text()).body)
+
+
+@dataclass
+class RecipeRun:
+    """What a recipe's `build(args)` returns: everything its `main` trains, evaluates and writes; nothing trained and
+    no file written yet. Benchmarks and tests take the trainer (or, with `build(args, trainer=False)`, the same model, data
+    and collator without one) from here instead of wiring the recipe again."""
+
+    args: tuple  # the parsed argument dataclasses, in the order of the recipe's parse()
+    data: Any  # the loaded dataset (its name and label names go on the card)
+    loaded: Any  # hftransfer.models.LoadedModel: the model and its processor
+    splits: dict  # prepared "train", "validation" and "test" splits
+    collator: Callable | None = None  # None: transformers' default_data_collator
+    trainer: Any = None  # the TransferTrainer; None after build(args, trainer=False)
+    extra: dict = field(default_factory=dict)  # what one recipe alone needs later (domain_adapt: target, shift)
+
+    @property
+    def training_args(self):
+        return self.args[-1]
+
+
+def build_recipe(recipe: str | Path, argv: list[str] | None = None, *, trainer: bool = True) -> RecipeRun:
+    """Parse `argv` as the recipe's command line would and build its run (recipe.build(recipe.parse(argv)))."""
+    module = load_recipe(recipe)
+    if not callable(getattr(module, "build", None)):
+        raise ConfigError(f"recipe {str(recipe)!r} has no build(args) function; give it one (see recipes/image_cls.py)")
+    return module.build(module.parse(argv), trainer=trainer)

@@ -66,73 +66,96 @@ def last_checkpoint_target_test(trainer) -> dict:
     return {"target_test_accuracy_last_checkpoint": scored[-1]["eval_target_test_accuracy"]} if scored else {}
 
 
-def main(argv=None):
-    import json
-    from pathlib import Path
+def parse(argv=None) -> tuple:
+    """The command line (flags, --config YAML, DEFAULTS and FAMILY_DEFAULTS) as the recipe's argument dataclasses."""
+    from hftransfer.arguments import AdaptationArguments, DomainDataArguments, ModelArguments, StrategyArguments
+    from hftransfer.config import parse_recipe_args
+    from hftransfer.training_args import TransferTrainingArguments
 
+    return parse_recipe_args(
+        (ModelArguments, DomainDataArguments, AdaptationArguments, StrategyArguments, TransferTrainingArguments),
+        DEFAULTS, argv, family_defaults=FAMILY_DEFAULTS,
+    )
+
+
+def build(args: tuple, trainer: bool = True):
+    """Both domains, the model, the shift between them and (unless `trainer` is False) the TransferTrainer that
+    main() trains; no file is written. `run.data` is the source; `run.extra` holds the target, its splits and the
+    shift."""
     import torch
     from transformers import set_seed
 
     from hftransfer.adaptation import components_from_args
-    from hftransfer.arguments import AdaptationArguments, DomainDataArguments, ModelArguments, StrategyArguments
-    from hftransfer.config import parse_recipe_args
     from hftransfer.data import PairedCollator, PairedDataset, base_collator, load_domains, prepare_splits
-    from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier, model_modality
-    from hftransfer.outputs import recipe_output_dir
-    from hftransfer.shift import DOMAIN_SHIFT, shift_between, shift_card_line
+    from hftransfer.recipes import RecipeRun
+    from hftransfer.shift import shift_between
     from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
-    from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, adapt_args, strategy_args, training_args = parse_recipe_args(
-        (ModelArguments, DomainDataArguments, AdaptationArguments, StrategyArguments, TransferTrainingArguments),
-        DEFAULTS, argv, family_defaults=FAMILY_DEFAULTS,
+    model_args, data_args, adapt_args, strategy_args, training_args = args
+    modality = model_modality(model_args.model, model_args.trust_remote_code)
+    source, target = load_domains(data_args, adapt_args, modality, seed=training_args.seed)
+    components = components_from_args(adapt_args)
+    set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
+    loaded = load_classifier(
+        model_args.model, source.label_names, modality, pretrained=model_args.pretrained,
+        image_size=data_args.image_size if modality == "image" else None,
+        trust_remote_code=model_args.trust_remote_code,
     )
-    with recipe_output_dir(training_args) as output:
-        modality = model_modality(model_args.model, model_args.trust_remote_code)
-        source, target = load_domains(data_args, adapt_args, modality, seed=training_args.seed)
-        components = components_from_args(adapt_args)
-        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
-        loaded = load_classifier(
-            model_args.model, source.label_names, modality, pretrained=model_args.pretrained,
-            image_size=data_args.image_size if modality == "image" else None,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-        shift = shift_between(loaded, source, target, max_samples=adapt_args.shift_samples, seed=training_args.seed) \
-            if adapt_args.shift_samples else None  # measured on the pretrained features, before any training
-        source_splits = prepare_splits(source, loaded.processor, modality, data_args)
-        target_splits = prepare_splits(target, loaded.processor, modality, data_args)
+    shift = shift_between(loaded, source, target, max_samples=adapt_args.shift_samples, seed=training_args.seed) \
+        if adapt_args.shift_samples else None  # measured on the pretrained features, before any training
+    source_splits = prepare_splits(source, loaded.processor, modality, data_args)
+    target_splits = prepare_splits(target, loaded.processor, modality, data_args)
 
-        # every method, source_only included, steps through the same source batches; only methods see target rows
-        paired = PairedDataset(source_splits["train"], target_splits["train"], seed=training_args.seed)
-        collate = base_collator(modality, loaded.processor, on_gpu=torch.cuda.is_available())
+    # every method, source_only included, steps through the same source batches; only methods see target rows
+    paired = PairedDataset(source_splits["train"], target_splits["train"], seed=training_args.seed)
+    collate = base_collator(modality, loaded.processor, on_gpu=torch.cuda.is_available())
+    run = RecipeRun(args, source, loaded, source_splits,
+                    collator=PairedCollator(collate, with_target=any(c.needs_target for c in components)),
+                    extra={"target": target, "target_splits": target_splits, "shift": shift})
+    if trainer:
         # selection reads one side's validation split; the other side's (when labelled) is scored beside it, for the
         # record: the target curve shows what honest (source) selection costs against the optimistic protocol
         selection, other = ("source", "target") if adapt_args.select_on == "source" else ("target", "source")
         splits = {"source": source_splits, "target": target_splits}
         reported = {f"{other}_validation": splits[other]["validation"], "target_test": target_splits["test"]} \
             if target.label_names else {}
-        trainer = TransferTrainer(
+        run.trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=paired,
             eval_dataset=splits[selection]["validation"], report_datasets=reported, processing_class=loaded.processor,
-            data_collator=PairedCollator(collate, with_target=any(c.needs_target for c in components)),
-            strategy=build_strategy(strategy_args), loss_components=components,
+            data_collator=run.collator, strategy=build_strategy(strategy_args), loss_components=components,
         )
+    return run
+
+
+def main(argv=None):
+    import json
+    from pathlib import Path
+
+    from hftransfer.hub import push_run, write_run_card
+    from hftransfer.outputs import recipe_output_dir
+    from hftransfer.shift import DOMAIN_SHIFT, shift_card_line
+
+    args = parse(argv)
+    adapt_args, training_args = args[2], args[-1]
+    with recipe_output_dir(training_args) as output:  # checked before any data or weights are loaded
+        run = build(args)
+        trainer, source, target, shift = run.trainer, run.data, run.extra["target"], run.extra["shift"]
         train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
         last_checkpoint = last_checkpoint_target_test(trainer)  # before evaluate() logs the selected weights' scores
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
-        trainer.save_metrics("test", trainer.evaluate(source_splits["test"], metric_key_prefix="test"))
+        trainer.save_metrics("test", trainer.evaluate(run.splits["test"], metric_key_prefix="test"))
         if target.label_names:
-            target_test = trainer.evaluate(target_splits["test"], metric_key_prefix="target_test")
+            target_test = trainer.evaluate(run.extra["target_splits"]["test"], metric_key_prefix="target_test")
             target_test.update(last_checkpoint)
             trainer.save_metrics("target_test", target_test)
         trainer.save_model()
         if shift and trainer.args.should_save:
             (Path(training_args.output_dir) / DOMAIN_SHIFT).write_text(json.dumps(shift, indent=2) + "\n")
         write_run_card(
-            trainer, loaded, source, datasets=[source.name, target.name],
+            trainer, run.loaded, source, datasets=[source.name, target.name],
             extra={"method": adapt_args.method, "selected_on": SELECTION_LABELS[adapt_args.select_on],
                    **({"domain shift": shift_card_line(shift)} if shift else {})},
         )

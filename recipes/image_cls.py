@@ -29,47 +29,64 @@ DEFAULTS = dict(
 FAMILY_DEFAULTS = {"timm": dict(image_size=64)}
 
 
-def main(argv=None):
-    from transformers import set_seed
-
-    from hftransfer.adaptation import components_from_args
+def parse(argv=None) -> tuple:
+    """The command line (flags, --config YAML, DEFAULTS and FAMILY_DEFAULTS) as the recipe's argument dataclasses."""
     from hftransfer.arguments import ImageDataArguments, ModelArguments, RegularizerArguments, StrategyArguments
     from hftransfer.config import parse_recipe_args
-    from hftransfer.data import load_data_from_args, prepare_image_splits
-    from hftransfer.hub import push_run, write_run_card
-    from hftransfer.models import load_classifier
-    from hftransfer.outputs import recipe_output_dir
-    from hftransfer.strategies import build_strategy
-    from hftransfer.trainer import TransferTrainer
     from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, strategy_args, regularizer_args, training_args = parse_recipe_args(
+    return parse_recipe_args(
         (ModelArguments, ImageDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments), DEFAULTS, argv,
         family_defaults=FAMILY_DEFAULTS,
     )
-    with recipe_output_dir(training_args) as output:
-        data = load_data_from_args(data_args, "image", seed=training_args.seed)
-        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
-        loaded = load_classifier(
-            model_args.model, data.label_names, "image", pretrained=model_args.pretrained,
-            image_size=data_args.image_size, trust_remote_code=model_args.trust_remote_code,
-        )
-        splits = prepare_image_splits(
-            data, loaded.processor, hflip=data_args.hflip, crop_scale_min=data_args.crop_scale_min,
-            verify=data_args.verify_images,
-        )
 
-        trainer = TransferTrainer(
+
+def build(args: tuple, trainer: bool = True):
+    """Data, model and (unless `trainer` is False) the TransferTrainer that main() trains; no file is written."""
+    from transformers import set_seed
+
+    from hftransfer.adaptation import components_from_args
+    from hftransfer.data import load_data_from_args, prepare_image_splits
+    from hftransfer.models import load_classifier
+    from hftransfer.recipes import RecipeRun
+    from hftransfer.strategies import build_strategy
+    from hftransfer.trainer import TransferTrainer
+
+    model_args, data_args, strategy_args, regularizer_args, training_args = args
+    data = load_data_from_args(data_args, "image", seed=training_args.seed)
+    set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
+    loaded = load_classifier(
+        model_args.model, data.label_names, "image", pretrained=model_args.pretrained,
+        image_size=data_args.image_size, trust_remote_code=model_args.trust_remote_code,
+    )
+    splits = prepare_image_splits(
+        data, loaded.processor, hflip=data_args.hflip, crop_scale_min=data_args.crop_scale_min,
+        verify=data_args.verify_images,
+    )
+    run = RecipeRun(args, data, loaded, splits)
+    if trainer:
+        run.trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
             strategy=build_strategy(strategy_args), loss_components=components_from_args(regularizer_args),
         )
+    return run
+
+
+def main(argv=None):
+    from hftransfer.hub import push_run, write_run_card
+    from hftransfer.outputs import recipe_output_dir
+
+    args = parse(argv)
+    with recipe_output_dir(args[-1]) as output:  # checked before any data or weights are loaded
+        run = build(args)
+        trainer = run.trainer
         train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
-        trainer.save_metrics("test", trainer.evaluate(splits["test"], metric_key_prefix="test"))
+        trainer.save_metrics("test", trainer.evaluate(run.splits["test"], metric_key_prefix="test"))
         trainer.save_model()
-        write_run_card(trainer, loaded, data)
+        write_run_card(trainer, run.loaded, run.data)
     push_run(trainer)  # outside the block: a failed push leaves the finished output in place
     return trainer
 

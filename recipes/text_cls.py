@@ -26,45 +26,63 @@ DEFAULTS = dict(
 )
 
 
-def main(argv=None):
+def parse(argv=None) -> tuple:
+    """The command line (flags, --config YAML and DEFAULTS) as the recipe's argument dataclasses."""
+    from hftransfer.arguments import ModelArguments, RegularizerArguments, StrategyArguments, TextDataArguments
+    from hftransfer.config import parse_recipe_args
+    from hftransfer.training_args import TransferTrainingArguments
+
+    return parse_recipe_args(
+        (ModelArguments, TextDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments), DEFAULTS, argv
+    )
+
+
+def build(args: tuple, trainer: bool = True):
+    """Data, model, collator and (unless `trainer` is False) the TransferTrainer that main() trains; no file is
+    written."""
     import torch
     from transformers import set_seed
 
     from hftransfer.adaptation import components_from_args
-    from hftransfer.arguments import ModelArguments, RegularizerArguments, StrategyArguments, TextDataArguments
-    from hftransfer.config import parse_recipe_args
     from hftransfer.data import load_data_from_args, prepare_text_splits, text_collator
-    from hftransfer.hub import push_run, write_run_card
     from hftransfer.models import load_classifier
-    from hftransfer.outputs import recipe_output_dir
+    from hftransfer.recipes import RecipeRun
     from hftransfer.strategies import build_strategy
     from hftransfer.trainer import TransferTrainer
-    from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, strategy_args, regularizer_args, training_args = parse_recipe_args(
-        (ModelArguments, TextDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments), DEFAULTS, argv
+    model_args, data_args, strategy_args, regularizer_args, training_args = args
+    data = load_data_from_args(data_args, "text", seed=training_args.seed)
+    set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
+    loaded = load_classifier(
+        model_args.model, data.label_names, "text", pretrained=model_args.pretrained,
+        trust_remote_code=model_args.trust_remote_code,
     )
-    with recipe_output_dir(training_args) as output:
-        data = load_data_from_args(data_args, "text", seed=training_args.seed)
-        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
-        loaded = load_classifier(
-            model_args.model, data.label_names, "text", pretrained=model_args.pretrained,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-        splits = prepare_text_splits(data, loaded.processor, max_length=data_args.max_length)
-
-        trainer = TransferTrainer(
+    splits = prepare_text_splits(data, loaded.processor, max_length=data_args.max_length)
+    run = RecipeRun(args, data, loaded, splits, collator=text_collator(loaded.processor, on_gpu=torch.cuda.is_available()))
+    if trainer:
+        run.trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
             strategy=build_strategy(strategy_args), loss_components=components_from_args(regularizer_args),
-            data_collator=text_collator(loaded.processor, on_gpu=torch.cuda.is_available()),
+            data_collator=run.collator,
         )
+    return run
+
+
+def main(argv=None):
+    from hftransfer.hub import push_run, write_run_card
+    from hftransfer.outputs import recipe_output_dir
+
+    args = parse(argv)
+    with recipe_output_dir(args[-1]) as output:  # checked before any data or weights are loaded
+        run = build(args)
+        trainer = run.trainer
         train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
-        trainer.save_metrics("test", trainer.evaluate(splits["test"], metric_key_prefix="test"))
+        trainer.save_metrics("test", trainer.evaluate(run.splits["test"], metric_key_prefix="test"))
         trainer.save_model()
-        write_run_card(trainer, loaded, data)
+        write_run_card(trainer, run.loaded, run.data)
     push_run(trainer)  # outside the block: a failed push leaves the finished output in place
     return trainer
 

@@ -26,50 +26,68 @@ DEFAULTS = dict(
 )
 
 
-def main(argv=None):
+def parse(argv=None) -> tuple:
+    """The command line (flags, --config YAML and DEFAULTS) as the recipe's argument dataclasses."""
+    from hftransfer.arguments import ModelArguments, RegularizerArguments, StrategyArguments
+    from hftransfer.config import parse_recipe_args
+    from hftransfer.tasks.token_classification import TokenDataArguments
+    from hftransfer.training_args import TransferTrainingArguments
+
+    return parse_recipe_args(
+        (ModelArguments, TokenDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments),
+        DEFAULTS, argv,
+    )
+
+
+def build(args: tuple, trainer: bool = True):
+    """Data, model, collator and (unless `trainer` is False) the TransferTrainer that main() trains; no file is
+    written."""
     import torch
     from transformers import set_seed
 
     from hftransfer.adaptation import components_from_args
-    from hftransfer.arguments import ModelArguments, RegularizerArguments, StrategyArguments
-    from hftransfer.config import parse_recipe_args
-    from hftransfer.hub import push_run, write_run_card
-    from hftransfer.outputs import recipe_output_dir
+    from hftransfer.recipes import RecipeRun
     from hftransfer.strategies import build_strategy
     from hftransfer.tasks.token_classification import (
-        PIPELINE_TASK, TokenDataArguments, entity_metrics, load_token_classifier, load_token_data,
-        prepare_token_splits, token_collator,
+        entity_metrics, load_token_classifier, load_token_data, prepare_token_splits, token_collator,
     )
     from hftransfer.trainer import TransferTrainer
-    from hftransfer.training_args import TransferTrainingArguments
 
-    model_args, data_args, strategy_args, regularizer_args, training_args = parse_recipe_args(
-        (ModelArguments, TokenDataArguments, StrategyArguments, RegularizerArguments, TransferTrainingArguments),
-        DEFAULTS, argv,
+    model_args, data_args, strategy_args, regularizer_args, training_args = args
+    data = load_token_data(data_args, seed=training_args.seed)
+    set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
+    loaded = load_token_classifier(
+        model_args.model, data.label_names, pretrained=model_args.pretrained,
+        trust_remote_code=model_args.trust_remote_code,
     )
-    with recipe_output_dir(training_args) as output:
-        data = load_token_data(data_args, seed=training_args.seed)
-        set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
-        loaded = load_token_classifier(
-            model_args.model, data.label_names, pretrained=model_args.pretrained,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-        splits = prepare_token_splits(data, loaded.processor, max_length=data_args.max_length,
-                                      label_all_tokens=data_args.label_all_tokens)
-
-        trainer = TransferTrainer(
+    splits = prepare_token_splits(data, loaded.processor, max_length=data_args.max_length,
+                                  label_all_tokens=data_args.label_all_tokens)
+    run = RecipeRun(args, data, loaded, splits, collator=token_collator(loaded.processor, on_gpu=torch.cuda.is_available()))
+    if trainer:
+        run.trainer = TransferTrainer(
             model=loaded.model, args=training_args, train_dataset=splits["train"],
             eval_dataset=splits["validation"], processing_class=loaded.processor,
             strategy=build_strategy(strategy_args), loss_components=components_from_args(regularizer_args),
-            data_collator=token_collator(loaded.processor, on_gpu=torch.cuda.is_available()),
-            compute_metrics=entity_metrics(data.label_names),
+            data_collator=run.collator, compute_metrics=entity_metrics(data.label_names),
         )
+    return run
+
+
+def main(argv=None):
+    from hftransfer.hub import push_run, write_run_card
+    from hftransfer.outputs import recipe_output_dir
+    from hftransfer.tasks.token_classification import PIPELINE_TASK
+
+    args = parse(argv)
+    with recipe_output_dir(args[-1]) as output:  # checked before any data or weights are loaded
+        run = build(args)
+        trainer = run.trainer
         train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
-        trainer.save_metrics("test", trainer.evaluate(splits["test"], metric_key_prefix="test"))
+        trainer.save_metrics("test", trainer.evaluate(run.splits["test"], metric_key_prefix="test"))
         trainer.save_model()
-        write_run_card(trainer, loaded, data, task=PIPELINE_TASK)
+        write_run_card(trainer, run.loaded, run.data, task=PIPELINE_TASK)
     push_run(trainer)  # outside the block: a failed push leaves the finished output in place
     return trainer
 

@@ -240,3 +240,38 @@ def test_recipe_index_lists_and_loads_every_recipe_by_name(tmp_path, monkeypatch
     monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path)
     assert recipes.recipe_names() == ["pair_cls"] and recipes.recipe_summary("pair_cls") == "Classify sentence pairs."
     assert recipes.load_recipe("pair_cls").main(["x"]) == ["x"]
+
+
+@pytest.mark.parametrize("recipe", ["image_cls", "text_cls", "domain_adapt"])
+def test_build_recipe_gives_the_trainer_main_trains_and_writes_no_file(recipe, tiny_timm_dir, tiny_bert_dir, tmp_path):
+    """The shared entry point benchmarks use: the recipe's own parse and build, its defaults and data pipeline; with
+    trainer=False the same model untouched by a trainer (a CNN stays in its loaded memory format)."""
+    from hftransfer.recipes import build_recipe, load_recipe
+    from hftransfer.trainer import TransferTrainer
+
+    out = tmp_path / "out"
+    if recipe == "text_cls":
+        argv = tiny_text_args(tiny_bert_dir, out)
+    else:
+        argv = tiny_image_args(tiny_timm_dir, out)
+        if recipe == "domain_adapt":
+            argv = [a for a in argv if a != "--dataset" and a != "digits"] + [
+                "--source", "digits", "--target", "mnist5k", "--shift_samples", "0"]
+    run = build_recipe(recipe, argv)
+    trainer = run.trainer
+    assert isinstance(trainer, TransferTrainer) and not any(out.rglob("*"))  # transformers may create the folder
+    assert trainer.args.learning_rate == float(argv[argv.index("--learning_rate") + 1]) if "--learning_rate" in argv \
+        else trainer.args.learning_rate == load_recipe(recipe).DEFAULTS["learning_rate"]
+    assert trainer.args.warmup_steps == load_recipe(recipe).DEFAULTS["warmup_steps"]
+    assert len(trainer.train_dataset) == 96 and trainer.data_collator is (run.collator or trainer.data_collator)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    assert batch["labels"].shape == (4,)
+    untouched = build_recipe(recipe, argv, trainer=False)
+    assert untouched.trainer is None and not any(out.rglob("*"))
+    conv = next((m for m in untouched.loaded.model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is not None:
+        assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d)).weight.is_contiguous(
+            memory_format=torch.channels_last)
+    for name, value in untouched.loaded.model.state_dict().items():  # the same seed: the same initial model
+        assert torch.equal(value, trainer.model.state_dict()[name]), name

@@ -13,11 +13,11 @@ Variants, each in its own subprocess (peak memory is per variant); `KIND:OPTIONS
           strategy), with the workload's data. OPTIONS: more recipe flags ("recipe:--dataloader_num_workers 0").
           Synthetic workloads swap the training data for a pool of random examples labelled with the recipe's
           dataset's classes.
-  plain   the same model (the recipe's build, same seed, no trainer), batch, precision and update rule (fused AdamW with the recipe's lr and
-          weight decay, gradients clipped at the recipe's max_grad_norm): model.train(); per pre-collated batch:
-          copy to the device, forward, backward, clip, step, zero_grad(set_to_none=True). No data loader in the
-          timed loop: the compute ceiling. OPTIONS, comma-separated: channels_last (the recipe's memory format for
-          CNNs), keep_freed_memory (the recipe's CPU allocator setting), no_clip.
+  plain   the same model (the recipe's build, same seed, no trainer), batch, precision and update rule (fused
+          AdamW with the recipe's lr and weight decay, gradients clipped at the recipe's max_grad_norm): model.train();
+          per pre-collated batch: copy to the device, forward, backward, clip, step, zero_grad(set_to_none=True). No
+          data loader in the timed loop: the compute ceiling. OPTIONS, comma-separated: channels_last (the recipe's
+          memory format for CNNs), keep_freed_memory (the recipe's CPU allocator setting), no_clip.
   stock   transformers.Trainer + TrainingArguments defaults (output_dir, batch size, max_steps, seed set; any other
           override is listed under the variant's "overrides"). OPTIONS: TrainingArguments flags.
   loader  the recipe's training DataLoader alone (its workers, collator, device copy): how fast data can arrive.
@@ -342,7 +342,8 @@ def _build(opts, workload: str, kind: str, options: str, workdir: Path):
     elif workload == "text-dynamic" and kind == "stock":
         run.collator = None  # the Trainer's own default: DataCollatorWithPadding for a tokenizer
     elif workload.endswith("-synthetic"):
-        pool = _synthetic_pool(workload, opts, len(run.data.label_names), getattr(run.loaded.model.config, "vocab_size", 30522))
+        vocab_size = getattr(run.loaded.model.config, "vocab_size", 30522)
+        pool = _synthetic_pool(workload, opts, len(run.data.label_names), vocab_size)
         run.splits = {"train": _Synthetic(pool, opts.total_steps * opts.batch_size),
                       "validation": _Synthetic(pool, opts.batch_size)}
         run.collator = default_data_collator

@@ -69,8 +69,8 @@ def _defines_main(path: Path) -> bool:
 @dataclass
 class RecipeRun:
     """What a recipe's `build(args)` returns: everything its `main` trains, evaluates and writes; nothing trained and
-    no file written yet. Benchmarks and tests take the trainer (or, with `build(args, trainer=False)`, the same model, data
-    and collator without one) from here instead of wiring the recipe again."""
+    no file written yet. Benchmarks and tests take the trainer (or, with `build(args, trainer=False)`, the same
+    model, data and collator without one) from here instead of wiring the recipe again."""
 
     args: tuple  # the parsed argument dataclasses, in the order of the recipe's parse()
     data: Any  # the loaded dataset (its name and label names go on the card)

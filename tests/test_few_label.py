@@ -135,3 +135,26 @@ def test_readme_few_label_tables_are_the_committed_benchmark_json():
 
     table, rendered, _ = readme_table_and_rendering("few_label")
     assert table == rendered
+
+
+def test_a_fitted_heads_start_is_a_selection_candidate(image_recipe, tiny_timm_dir, tmp_path):
+    """With --head_init fit the start is already a model (the logistic-regression probe): evaluated and checkpointed at
+    step 0, it is what selection keeps when fine-tuning only makes validation worse; the training itself is the same
+    as without that evaluation."""
+    import json
+
+    from conftest import tiny_image_args
+
+    wrecking = ["--strategy", "full", "--head_init", "fit", "--learning_rate", "30", "--num_train_epochs", "2",
+                "--save_total_limit", "1"]
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", *wrecking))
+    evals = [(e["step"], e["eval_accuracy"]) for e in trainer.state.log_history if "eval_accuracy" in e]
+    start, trained = evals[0], evals[1:-1]
+    assert start[0] == 0 and all(acc < start[1] for _, acc in trained), evals  # the run wrecks what the probe had
+    final = json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"]
+    assert final == pytest.approx(start[1])  # the saved model is the fitted start, not the last step
+
+    plain = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "plain", *wrecking,
+                                              "--load_best_model_at_end", "false"))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert losses and losses == [e["loss"] for e in plain.state.log_history if "loss" in e]

@@ -84,6 +84,16 @@ class RecipeRun:
     def training_args(self):
         return self.args[-1]
 
+    def train_evaluate_save(self, resume_checkpoint: str | None = None) -> None:
+        """Train (or resume), then save the train metrics, the selected weights' validation and test scores
+        (`eval_results.json`, `test_results.json`) and the model, as every classification recipe's main() does."""
+        trainer = self.trainer
+        train_result = trainer.train(resume_from_checkpoint=resume_checkpoint)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_metrics("eval", trainer.evaluate())
+        trainer.save_metrics("test", trainer.evaluate(self.splits["test"], metric_key_prefix="test"))
+        trainer.save_model()
+
 
 def build_recipe(recipe: str | Path, argv: list[str] | None = None, *, trainer: bool = True) -> RecipeRun:
     """Parse `argv` as the recipe's command line would and build its run (recipe.build(recipe.parse(argv)))."""

@@ -76,15 +76,10 @@ def main(argv=None):
     args = parse(argv)
     with recipe_output_dir(args[-1]) as output:  # checked before any data or weights are loaded
         run = build(args)
-        trainer = run.trainer
-        train_result = trainer.train(resume_from_checkpoint=output.resume_checkpoint)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_metrics("eval", trainer.evaluate())
-        trainer.save_metrics("test", trainer.evaluate(run.splits["test"], metric_key_prefix="test"))
-        trainer.save_model()
-        write_run_card(trainer, run.loaded, run.data)
-    push_run(trainer)  # outside the block: a failed push leaves the finished output in place
-    return trainer
+        run.train_evaluate_save(output.resume_checkpoint)
+        write_run_card(run.trainer, run.loaded, run.data)
+    push_run(run.trainer)  # outside the block: a failed push leaves the finished output in place
+    return run.trainer
 
 
 if __name__ == "__main__":

@@ -546,9 +546,21 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
         results=read_results(args.output_dir),
         log_history=trainer.state.log_history,
         layer_drift=drift,
-        extra={**_wise_ft_line(getattr(trainer, "wise_ft", None)), **(extra or {})},
+        extra={**_selection_line(trainer), **_wise_ft_line(getattr(trainer, "wise_ft", None)), **(extra or {})},
         repo_id=args.hub_model_id,
     )
+
+
+def _selection_line(trainer) -> dict:
+    """Which checkpoint the saved model is (transformers' load_best_model_at_end), when one was selected."""
+    state, args = trainer.state, trainer.args
+    if not args.load_best_model_at_end or not state.best_model_checkpoint or state.best_metric is None:
+        return {}
+    step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    line = f"step {step} of {state.global_step}, best validation {args.metric_for_best_model} ({state.best_metric:.4g})"
+    if step == 0:
+        line += "; the fitted head before any training: no later checkpoint scored higher"
+    return {"selected checkpoint": line}
 
 
 def write_training_args(output_dir: str | Path, args) -> Path:

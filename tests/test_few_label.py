@@ -153,6 +153,7 @@ def test_a_fitted_heads_start_is_a_selection_candidate(image_recipe, tiny_timm_d
     assert start[0] == 0 and all(acc < start[1] for _, acc in trained), evals  # the run wrecks what the probe had
     final = json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"]
     assert final == pytest.approx(start[1])  # the saved model is the fitted start, not the last step
+    assert "**selected checkpoint:** step 0 of 12, best validation accuracy" in (tmp_path / "out" / "README.md").read_text()
 
     plain = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "plain", *wrecking,
                                               "--load_best_model_at_end", "false"))

@@ -389,7 +389,7 @@ class TransferTrainer(Trainer):
         if getattr(self, "_terms_logged_at", None) is None:
             self._terms_logged_at = self.state.global_step
         bound = inspect.signature(super()._run_epoch).bind_partial(*args, **kwargs).arguments
-        if getattr(self, "_start_is_candidate", False) and self.state.global_step == 0:
+        if self._start_is_candidate and self.state.global_step == 0:
             self._start_is_candidate = False
             self._evaluate_start(bound.get("trial"))
         loader = bound.get("train_dataloader")

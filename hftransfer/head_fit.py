@@ -64,11 +64,11 @@ def head_inputs(trainer, max_examples: int = MAX_FIT_EXAMPLES) -> tuple[torch.Te
                 with capture_pooled_features(model) as captured, trainer.autocast_smart_context_manager():
                     model(**batch)
                 x = captured[0][: y.shape[0]].float()  # rows past the labels: unlabelled target examples
-                if y.dim() > 1:  # token classification: sentences gathered whole (same length on every process)...
+                if y.dim() > 1:  # a label per position: rows gathered whole (same length on every process)...
                     x = trainer.accelerator.pad_across_processes(x, dim=1)
                     y = trainer.accelerator.pad_across_processes(y, dim=1, pad_index=-100)
                     x, y = trainer.accelerator.gather_for_metrics((x, y))
-                    x, y = x[y >= 0], y[y >= 0]  # ...then one row per tagged word piece
+                    x, y = x[y >= 0], y[y >= 0]  # ...then one row per labelled position
                 else:
                     x, y = trainer.accelerator.gather_for_metrics((x.flatten(1), y))
                 feats.append(x)

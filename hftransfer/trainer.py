@@ -330,12 +330,12 @@ class TransferTrainer(Trainer):
         paired = logits.shape[0] > n  # rows past the labels are target-domain examples
         logits_source, features_source = logits[:n], pooled[:n]
         logits_target, features_target = (logits[n:], pooled[n:]) if paired else (None, None)
-        if logits.dim() == 3:  # token classification: a row per labelled word piece (per real token on the target)
-            labelled = labels != -100  # (boolean indexing reads the row count back: this path only)
+        if logits.dim() == 3:  # logits per position [B, T, C], labels [B, T] (-100: none, HF's convention): a row per
+            labelled = labels != -100  # labelled position, per attended one on the target (indexing syncs: here only)
             logits_source, features_source, labels = logits_source[labelled], features_source[labelled], labels[labelled]
             if paired:
-                real = inputs["attention_mask"][n:].bool()
-                logits_target, features_target = logits_target[real], features_target[real]
+                attended = inputs["attention_mask"][n:].bool()
+                logits_target, features_target = logits_target[attended], features_target[attended]
         context = AdaptationContext(
             features_source=features_source, logits_source=logits_source, labels_source=labels,
             features_target=features_target, logits_target=logits_target,

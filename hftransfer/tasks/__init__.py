@@ -21,16 +21,20 @@ class Task:
     summary: tuple[str, str]  # (metric key, words) of the score the final `done:` line reports
     example: str  # what the card's usage snippet passes to the pipeline
     architecture_suffix: str  # the saved config's architecture ends with this (e.g. ForTokenClassification)
+    recipe: str  # the recipe that runs it (named when a dataset of this task is given to another recipe)
+    datasets: str = "classification"  # the kind of built-in dataset it reads (`BuiltinDataset.task`)
+    module: str | None = None  # the task module, when it registers built-in datasets of its own
     metrics_note: str = "Precision, recall and F1 are macro averages over classes."  # under the card's results
 
 
 TASKS: Registry[Task] = Registry("task")
 TASKS.register("image-classification", Task(
     "Image Classification", _MACRO, "macro", ("accuracy", "accuracy"), '"path/to/image.png"',
-    "ForImageClassification",
+    "ForImageClassification", "recipes/image_cls.py",
 ))
 TASKS.register("text-classification", Task(
     "Text Classification", _MACRO, "macro", ("accuracy", "accuracy"), '"I love this!"', "ForSequenceClassification",
+    "recipes/text_cls.py",
 ))
 TASKS.register("token-classification", Task(
     "Token Classification",
@@ -38,8 +42,8 @@ TASKS.register("token-classification", Task(
     {"f1": "Entity F1 (micro)", "precision": "Entity precision (micro)", "recall": "Entity recall (micro)",
      "accuracy": "Word accuracy"},
     "micro", ("f1", "entity F1"), '"Ada Lovelace was born in London", aggregation_strategy="simple"',
-    "ForTokenClassification",
-    "Entity precision, recall and F1 are micro averages over entities, an entity counting when its type and every "
+    "ForTokenClassification", "recipes/token_cls.py", "token-classification", "hftransfer.tasks.token_classification",
+    metrics_note="Entity precision, recall and F1 are micro averages over entities, an entity counting when its type and every "
     "word match (conlleval); word accuracy is over the tagged words.",
 ))
 
@@ -53,3 +57,19 @@ def task_of(config) -> str:
             if architecture.endswith(TASKS.get(name).architecture_suffix):
                 return name
     return "image-classification" if modality_of(config) == "image" else "text-classification"
+
+
+def recipes_reading(builtin_dataset: str) -> tuple[str, list[str]] | None:
+    """(kind, recipes) of a built-in dataset of any task, or None if no task has it. Task modules that register
+    built-ins are imported here, on this path only (a recipe imports just its own task)."""
+    import importlib
+
+    from ..data.builtin import BUILTIN_DATASETS
+
+    for name in TASKS.names():
+        if TASKS.get(name).module:
+            importlib.import_module(TASKS.get(name).module)
+    if builtin_dataset not in BUILTIN_DATASETS:
+        return None
+    kind = BUILTIN_DATASETS.get(builtin_dataset).task
+    return kind, [TASKS.get(n).recipe for n in TASKS.names() if TASKS.get(n).datasets == kind]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models.groups import capture_pooled_features, head_module
+from .models.groups import capture_pooled_features, trained_head
 
 MAX_FIT_EXAMPLES = 20_000  # full-batch L-BFGS on at most this many cached feature rows
 
@@ -84,7 +84,7 @@ def head_inputs(trainer, max_examples: int = MAX_FIT_EXAMPLES) -> tuple[torch.Te
 def fit_head(trainer, c: float = 1.0) -> dict | None:
     """Set a linear head to the logistic-regression fit on the training features; returns what was done (for the
     record), or None when the head is not a single linear layer (it keeps its initialisation)."""
-    head = head_module(trainer.accelerator.unwrap_model(trainer.model))
+    head = trained_head(trainer.accelerator.unwrap_model(trainer.model))
     if not isinstance(head, nn.Linear):
         return None
     features, labels = head_inputs(trainer)

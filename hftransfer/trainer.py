@@ -19,7 +19,7 @@ from .adaptation.base import DISCRIMINATOR_LR_SCALE
 from .drift import layer_drift, snapshot
 from .errors import ConfigError
 from .metrics import compute_classification_metrics, predicted_classes
-from .models.groups import capture_pooled_features, head_module, head_parameter_names, layer_groups
+from .models.groups import capture_pooled_features, head_module, head_parameter_names, layer_groups, trained_head
 from .models.timm_layout import fix_timm_config, is_timm_wrapper, timm_state_dict
 from .redact import redacted_args
 from .schedules import SCHEDULES, PlateauWithFactors
@@ -115,8 +115,7 @@ class TransferTrainer(Trainer):
         self._apply_min_train_steps()
         if self.strategy is not None and not resume_from_checkpoint:  # a resumed run's weights come from its checkpoint
             self.strategy.before_training(self)
-            if self.strategy.head_init == "fit":
-                self._fit_head()
+            if self.strategy.head_init == "fit" and self._fit_head():
                 # the fitted start is already a model (the linear probe): a selection candidate (see _evaluate_start)
                 self._start_is_candidate = bool(self.args.load_best_model_at_end and self.eval_dataset is not None)
         self._terms_logged_at = None  # set to the first step this call trains: the resumed one after a resume
@@ -131,14 +130,17 @@ class TransferTrainer(Trainer):
             self.layer_drift = layer_drift(self.model, self._drift_start, groups)
         return output
 
-    def _fit_head(self) -> None:
+    def _fit_head(self) -> bool:
         from .head_fit import fit_head
 
         record = fit_head(self, c=self.strategy.head_fit_c)
         self.strategy.head_fit = record
-        if record and self.is_world_process_zero():
+        if self.is_world_process_zero():
             print(f"[hftransfer] head fitted by logistic regression on {record['examples']:,d} training examples' "
-                  f"features (C={record['c']:g}): training accuracy {record['train_accuracy']:.4f}", flush=True)
+                  f"features (C={record['c']:g}): training accuracy {record['train_accuracy']:.4f}" if record else
+                  f"[hftransfer] head_init fit: the head ({type(trained_head(self.model)).__name__}) is not one linear "
+                  "layer; it keeps its initialisation", flush=True)
+        return record is not None
 
     def epoch_steps(self) -> int:
         """Optimizer steps in one epoch over the training set, as transformers counts them (all processes together)."""

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from hftransfer.errors import ConfigError
 from hftransfer.head_fit import fit_softmax_regression
-from hftransfer.models.groups import capture_pooled_features, head_module
+from hftransfer.models.groups import capture_pooled_features, trained_head
 from tests.test_strategies import RandomImages, make_trainer
 
 
@@ -33,7 +33,7 @@ def test_fit_matches_scikit_learn_logistic_regression(c):
 
 class HeadAtStart(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        head = head_module(model)
+        head = trained_head(model)
         self.weight, self.bias = head.weight.detach().clone(), head.bias.detach().clone()
 
 
@@ -46,8 +46,11 @@ def frozen_features(model, dataset):
     return features[0].flatten(1).double().numpy()
 
 
-@pytest.mark.parametrize("strategy, expected_init", [("linear_probe", "fit"), ("lp_ft", "fit"), ("full", "random")])
+@pytest.mark.parametrize("strategy, expected_init", [
+    ("linear_probe", "fit"), ("lp_ft", "fit"), ("bitfit", "fit"), ("lora", "fit"), ("full", "random"),
+])
 def test_head_starts_at_the_logistic_regression_of_the_frozen_features(strategy, expected_init, tiny_timm_dir, tmp_path):
+    """Also under LoRA, whose trained head is peft's copy of it (a fit of the wrapper was once skipped silently)."""
     start = HeadAtStart()
     trainer = make_trainer(tiny_timm_dir, tmp_path / "out", strategy, callbacks=[start])
     assert trainer.strategy.head_init == expected_init

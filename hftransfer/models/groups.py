@@ -32,6 +32,13 @@ def head_module(model: nn.Module) -> nn.Module:
     raise ValueError(f"cannot find the classification head of {type(model).__name__}")
 
 
+def trained_head(model: nn.Module) -> nn.Module:
+    """`head_module`, or, in a peft model (LoRA), the copy of it that trains and is saved (`modules_to_save`)."""
+    head = head_module(model)
+    copies = getattr(head, "modules_to_save", None)
+    return copies[head.active_adapter] if isinstance(copies, nn.ModuleDict) else head
+
+
 def head_parameter_names(model: nn.Module) -> set[str]:
     """The new task head's parameters. One rule: everything outside the pretrained base model (`model.<base_model_prefix>`,
     e.g. `bert`, `distilbert`, `vit`) is task head, newly initialised when the checkpoint is loaded for classification:

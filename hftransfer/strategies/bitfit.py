@@ -16,6 +16,7 @@ class BitFit(Strategy):
     name = "bitfit"
     config_class = BitFitConfig
     default_norm_statistics = "pretrained"  # the backbone's features stay what the head is fitted to
+    default_head_init = "fit"  # few parameters move the features: start the head at their logistic-regression fit
 
     def attach(self, trainer):
         super().attach(trainer)

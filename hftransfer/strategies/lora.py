@@ -27,6 +27,7 @@ class LoRA(Strategy):
 
     name = "lora"
     config_class = LoRAConfig
+    default_head_init = "fit"  # the adapters start at zero (the frozen features): the head starts at their fit
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         try:

@@ -274,8 +274,8 @@ def run_recipe(main) -> None:
 
 
 def run_summary(output_dir: str, config) -> str:
-    """'done: ...' with the saved folder, its test score (source and target for a DA run; the task's summary metric,
-    e.g. entity F1 for a token classifier) and a line that loads it."""
+    """'done: ...' with the saved folder, its test score (source and target for a DA run; the metric the task's
+    registry entry names) and a line that loads it."""
     from .tasks import TASKS, task_of
 
     task = task_of(config)

@@ -53,6 +53,7 @@ def run(extra: list[str], seed: int, work: Path) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--regularizers", nargs="+", default=list(GRID), choices=list(GRID))
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_regularizers"))
     args = parser.parse_args()
     work = Path(args.work)
@@ -64,7 +65,8 @@ def main():
     plain = [cell([], seed) for seed in args.seeds]
     report = {"setting": SETTING, "seeds": args.seeds, "plain": {
         "test_accuracy": round(statistics.mean(r["test_accuracy"] for r in plain), 4), "runs": plain}, "regularizers": {}}
-    for regularizer, grid in GRID.items():
+    for regularizer in args.regularizers:
+        grid = GRID[regularizer]
         per_seed = [[cell(extra, seed) for extra in grid] for seed in args.seeds]
         chosen = [max(runs, key=lambda r: r["validation_accuracy"]) for runs in per_seed]
         report["regularizers"][regularizer] = {

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from few_label import cached  # noqa: E402  (same folder)
+from readme_tables import replace_between  # noqa: E402
 from strategies import load_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,12 +51,36 @@ def run(extra: list[str], seed: int, work: Path) -> dict:
     return result
 
 
+def markdown(report: dict) -> str:
+    plain = report["plain"]
+    per_seed = " / ".join(f"{r['test_accuracy']:.3f}" for r in plain["runs"])
+    lines = [f"Plain fine-tuning (`--strategy full`): {plain['test_accuracy']:.3f} test accuracy ({per_seed}).", "",
+             "| regularizer | strength | test accuracy (mean) | validation accuracy (mean) |", "|---|---|---|---|"]
+    for name, row in report["regularizers"].items():
+        for cell in row["each_strength"]:
+            lines.append(f"| {name} | `{' '.join(cell['arguments'][2:])}` | {cell['test_accuracy']:.3f} | "
+                         f"{cell['validation_accuracy']:.3f} |")
+        chosen = row["chosen_on_validation"]
+        lines.append(f"| {name} | chosen on validation per seed | {chosen['test_accuracy']:.3f} "
+                     f"({chosen['gain_vs_plain']:+.3f} vs plain, above it on {chosen['seeds_above_plain']} of "
+                     f"{len(chosen['runs'])} seeds) | |")
+    return "\n".join(lines)
+
+
+README_BEGIN = "<!-- regularizer table: python benchmarks/regularizers.py --readme benchmarks/results/regularizers.json -->"
+README_END = "<!-- end of regularizer table -->"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--regularizers", nargs="+", default=list(GRID), choices=list(GRID))
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_regularizers"))
+    parser.add_argument("--readme", metavar="JSON", help="Run nothing: rewrite README.md's table from this report.")
     args = parser.parse_args()
+    if args.readme:
+        replace_between(REPO / "README.md", README_BEGIN, README_END, markdown(json.loads(Path(args.readme).read_text())))
+        return
     work = Path(args.work)
 
     def cell(extra: list[str], seed: int) -> dict:

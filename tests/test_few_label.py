@@ -162,3 +162,13 @@ def test_a_fitted_heads_start_is_a_selection_candidate(image_recipe, tiny_timm_d
                                               "--load_best_model_at_end", "false"))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert losses and losses == [e["loss"] for e in plain.state.log_history if "loss" in e]
+
+
+def test_readme_regularizer_table_is_the_committed_benchmark_json():
+    """L2-SP and BSS with their strength chosen on validation (issue 14): README.md's table is
+    benchmarks/results/regularizers.json rendered, over 3 seeds."""
+    from bench_readme import readme_table_and_rendering
+
+    table, rendered, report = readme_table_and_rendering("regularizers")
+    assert table == rendered
+    assert report["seeds"] == [0, 1, 2]

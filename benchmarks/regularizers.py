@@ -35,9 +35,12 @@ GRID = {
 }
 
 
+def run_name(extra: list[str]) -> str:
+    return "-".join(a.lstrip("-").replace("=", "") for a in extra) or "plain"
+
+
 def run(extra: list[str], seed: int, work: Path) -> dict:
-    name = "-".join(a.lstrip("-").replace("=", "") for a in extra) or "plain"
-    out = work / "run" / name / str(seed)
+    out = work / "run" / run_name(extra) / str(seed)
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
         trainer = load_main("image_cls")([*SETTING, *extra, "--seed", str(seed), "--output_dir", str(out),
@@ -84,8 +87,7 @@ def main():
     work = Path(args.work)
 
     def cell(extra: list[str], seed: int) -> dict:
-        key = "-".join(a.lstrip("-").replace("=", "") for a in extra) or "plain"
-        return cached(work / "cache" / f"{key}-{seed}.json", lambda: run(extra, seed, work))
+        return cached(work / "cache" / f"{run_name(extra)}-{seed}.json", lambda: run(extra, seed, work))
 
     plain = [cell([], seed) for seed in args.seeds]
     report = {"setting": SETTING, "seeds": args.seeds, "plain": {

@@ -136,10 +136,12 @@ class TransferTrainer(Trainer):
         record = fit_head(self, c=self.strategy.head_fit_c)
         self.strategy.head_fit = record
         if self.is_world_process_zero():
-            print(f"[hftransfer] head fitted by logistic regression on {record['examples']:,d} training examples' "
-                  f"features (C={record['c']:g}): training accuracy {record['train_accuracy']:.4f}" if record else
-                  f"[hftransfer] head_init fit: the head ({type(trained_head(self.model)).__name__}) is not one linear "
-                  "layer; it keeps its initialisation", flush=True)
+            if record:
+                print(f"[hftransfer] head fitted by logistic regression on {record['examples']:,d} training examples' "
+                      f"features (C={record['c']:g}): training accuracy {record['train_accuracy']:.4f}", flush=True)
+            else:
+                print(f"[hftransfer] head_init fit: the head ({type(trained_head(self.model)).__name__}) is not one "
+                      "linear layer; it keeps its initialisation", flush=True)
         return record is not None
 
     def epoch_steps(self) -> int:

@@ -131,8 +131,10 @@ def test_a_dataset_of_the_other_task_is_a_one_line_error(recipe, dataset, expect
 
 def test_a_task_registers_its_own_built_in_datasets_and_other_recipes_still_name_it():
     """The task module holds its corpora (CONTRIBUTING: a task is its module, its recipe and one TASKS entry):
-    importing the data package registers none of them, yet a classification recipe finds the recipe that reads one."""
-    probe = ("import sys, hftransfer.data.builtin as b; from hftransfer.tasks import recipes_reading; "
+    importing the data package or loading a classification built-in registers none of them, yet a classification
+    recipe finds the recipe that reads one."""
+    probe = ("import sys, hftransfer.data.builtin as b; from hftransfer.data.loading import _load_raw; "
+             "from hftransfer.tasks import recipes_reading; _load_raw('digits', None); "
              "print('wnut16' in b.BUILTIN_DATASETS, 'hftransfer.tasks.token_classification' in sys.modules); "
              "print(recipes_reading('wnut16'), recipes_reading('digits'), recipes_reading('no_such_set'))")
     lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,

@@ -119,11 +119,11 @@ def _load_raw(name: str, config_name: str | None, task: str = "classification"):
     built-in name lists the built-ins of `task` (a `BuiltinDataset.task` kind)."""
     import datasets
 
-    if "/" not in name and (name in BUILTIN_DATASETS or not Path(name).expanduser().exists()):
-        _refuse_other_tasks_builtin(name, task)
-    if name in BUILTIN_DATASETS:
+    if name in BUILTIN_DATASETS and BUILTIN_DATASETS.get(name).task == task:
         return BUILTIN_DATASETS.get(name).build(), True
     path = Path(name).expanduser()
+    if "/" not in name and (name in BUILTIN_DATASETS or not path.exists()):  # perhaps another task's built-in
+        _refuse_other_tasks_builtin(name, task)
     if path.exists():
         try:
             if path.is_file():

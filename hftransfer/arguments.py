@@ -117,14 +117,19 @@ class AdaptationArguments(RegularizerArguments):
     )
     method: str = field(
         default="dann",
-        metadata={"help": "dann, cdan, mmd, coral, mcc, instance_weighting, or source_only. Default: the best measured "
+        metadata={"help": "dann, cdan, mmd, coral, mcc, instance_weighting, several of them comma-separated (each "
+                  "term is added: cdan,mcc), or source_only. Default: the best measured "
                   "for the model's family in benchmarks/domain_adaptation.py (README): cdan for image models, mcc "
                   "for text."},
     )
-    method_weight: float = field(default=1.0, metadata={"help": "Weight of the adaptation term."})
+    method_weight: float | None = field(
+        default=None, metadata={"help": "Weight of the adaptation term (default: the method's own: mcc 0.3, the "
+                                "others 1)."},
+    )
     method_warmup: float = field(default=0.0, metadata={"help": "Fraction of training over which the weight ramps up."})
     method_options: str | None = field(
-        default=None, metadata={"help": "Method options as key=value pairs, e.g. 'hidden_dim=512,gamma=10'."}
+        default=None, metadata={"help": "Method options as key=value pairs, e.g. 'hidden_dim=512,gamma=10'; with "
+                                "several methods an option goes to each that has it, or name one: 'mcc.temperature=2'."}
     )
     shift_samples: int = field(
         default=500,

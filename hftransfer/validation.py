@@ -112,7 +112,7 @@ REGULARIZER_RULES: tuple[Rule, ...] = (
     ("regularizer_weight", _optional(_at_least(0)), "a weight of at least 0, or leave it unset for each one's own"),
 )
 ADAPTATION_RULES: tuple[Rule, ...] = (
-    ("method_weight", _at_least(0), "a weight of at least 0"),
+    ("method_weight", _optional(_at_least(0)), "a weight of at least 0, or leave it unset for the method's own"),
     ("method_warmup", _PROBABILITY, "a fraction of training between 0 and 1"),
 )
 TRAINING_RULES: tuple[Rule, ...] = (
@@ -183,12 +183,18 @@ def _check_loss_components(args) -> None:
 
 
 def _check_method(args, components) -> None:
-    if args.method in components and not components.get(args.method).needs_target:
-        raise ConfigError(
-            f"{args.method!r} is a regularizer, not an adaptation method; pass it as --regularizer {args.method}"
-        )
+    from hftransfer.adaptation import method_names
+
+    names = [part.strip() for part in (args.method or "").split(",")]
     methods = ["source_only", *(n for n in components.names() if components.get(n).needs_target)]
-    check_choice("--method", args.method, methods)
+    for name in names:
+        if name in components and not components.get(name).needs_target:
+            raise ConfigError(f"{name!r} is a regularizer, not an adaptation method; pass it as --regularizer {name}")
+        check_choice("--method", name, methods)
+    if len(names) > 1 and "source_only" in names:
+        raise ConfigError(f"--method {args.method}: source_only combines with nothing; pass it alone or drop it")
+    if len(set(method_names(args.method))) < len(method_names(args.method)):
+        raise ConfigError(f"--method {args.method} names a method twice; name each once")
     _apply(args, ADAPTATION_RULES)
     check_choice("--select_on", args.select_on, ("source", "target"))
     if args.method == "source_only" and args.method_options:

@@ -95,3 +95,17 @@ def test_a_regularizer_without_a_weight_flag_keeps_its_own_default_weight():
     assert {c.name: c.weight for c in built} == {"l2sp": 1.0, "bss": 0.001}
     built = components_from_args(RegularizerArguments(regularizer="l2sp,bss", regularizer_weight=0.5))
     assert {c.name: c.weight for c in built} == {"l2sp": 0.5, "bss": 0.5}
+
+
+def test_a_method_without_a_weight_flag_keeps_its_own_default_weight():
+    """MCC's default weight is 0.3 (at TLlib's 1 the image pairs' target predictions turned confident and wrong:
+    README, MCC); before, --method_weight's 1.0 replaced every method's own."""
+    from hftransfer.adaptation import components_from_args
+    from hftransfer.recipes import load_recipe
+
+    recipe = load_recipe("domain_adapt")
+    weights = {method: components_from_args(recipe.parse(["--method", method])[2])[0].weight
+               for method in ("mcc", "dann", "cdan")}
+    assert weights == {"mcc": 0.3, "dann": 1.0, "cdan": 1.0}
+    (mcc,) = components_from_args(recipe.parse(["--method", "mcc", "--method_weight", "1"])[2])
+    assert mcc.weight == 1.0 and mcc.describe()["weight"] == 1.0

@@ -63,7 +63,7 @@ def test_target_without_label_column_loads_unlabelled(tmp_path):
 # ---------------------------------------------------------------- recipe
 
 
-@pytest.mark.parametrize("method", ["dann", "cdan", "mmd", "coral", "mcc", "instance_weighting", "source_only"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "mmd", "coral", "mcc", "instance_weighting", "source_only", "cdan,mcc"])
 def test_domain_adapt_recipe_each_method(domain_recipe, tiny_timm_dir, tmp_path, method):
     from safetensors.torch import load_file
 
@@ -81,9 +81,10 @@ def test_domain_adapt_recipe_each_method(domain_recipe, tiny_timm_dir, tmp_path,
         assert not any(k.startswith("loss_") for k in logged)
         assert not trainer.data_collator.with_target  # the same source batches, no target rows
     else:
-        assert {f"loss_{method}", "loss_task"} <= logged
+        names = method.split(",")  # several methods: each one's term is added and logged
+        assert {*(f"loss_{name}" for name in names), "loss_task"} <= logged
         confused = [c.get("confused_loss") for c in json.loads((out / "card_inputs.json").read_text())["loss_components"]]
-        assert confused == ([pytest.approx(math.log(2))] if method in ("dann", "cdan") else [None])
+        assert confused == [pytest.approx(math.log(2)) if name in ("dann", "cdan") else None for name in names]
         component_state = out / f"checkpoint-{trainer.state.global_step}" / "loss_components.safetensors"
         if any(True for _ in trainer.loss_components.parameters()):
             assert component_state.is_file()
@@ -141,6 +142,9 @@ def test_domain_adapt_text_with_unlabelled_target(domain_recipe, tiny_bert_dir, 
         (("--method", "l2sp"), "pass it as --regularizer l2sp"),
         (("--method", "dann", "--method_options", "hidden=3"), "bad option 'hidden=3'"),
         (("--select_on", "best"), "unknown --select_on 'best'; choose one of: source, target"),
+        (("--method", "cdan,cdan"), "--method cdan,cdan names a method twice"),
+        (("--method", "cdan,source_only"), "source_only combines with nothing"),
+        (("--method", "cdan,mcc", "--method_options", "hidden=3"), "none of cdan, mcc has an option 'hidden'"),
     ],
 )
 def test_domain_adapt_bad_input_one_line_error_no_output(domain_recipe, tiny_timm_dir, tiny_bert_dir, tmp_path, extra, message):

@@ -104,16 +104,44 @@ def _typed(raw: str, annotation: Any, default: Any, what: str) -> Any:
     raise ConfigError(f"{what}: this option cannot be set from the command line; build the component in Python")
 
 
+def method_names(method: str | None) -> list[str]:
+    """--method as the components it names: 'cdan,mcc' -> ['cdan', 'mcc']; 'source_only' (or nothing) -> []."""
+    names = [part.strip() for part in (method or "").split(",") if part.strip()]
+    return [] if names == ["source_only"] else names
+
+
+def split_method_options(text: str | None, methods: list[str]) -> dict[str, str]:
+    """--method_options for each of several methods: 'mcc.temperature=2,randomized=false' gives mcc its temperature
+    and each method that has an option `randomized` that one (an option none of them has: a one-line ConfigError)."""
+    per_method: dict[str, list[str]] = {method: [] for method in methods}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        prefix, dot, rest = item.partition(".")
+        if dot and prefix.strip() in per_method and "=" not in prefix:
+            per_method[prefix.strip()].append(rest)
+            continue
+        key = item.partition("=")[0].strip()
+        takers = [m for m in methods if key in {f.name for f in dataclasses.fields(LOSS_COMPONENTS.get(m).config_class)}]
+        if not takers and len(methods) > 1:
+            raise ConfigError(f"bad option {item!r}: none of {', '.join(methods)} has an option {key!r}; use an "
+                              f"option of one of them, prefixed with its name where it is ambiguous (mcc.temperature=2)")
+        for method in takers or methods:  # a single method without the option: its parse names the problem
+            per_method[method].append(item)
+    return {method: ",".join(items) for method, items in per_method.items()}
+
+
 def components_from_args(args) -> list[LossComponent]:
     """Loss components named by recipe arguments: --method (AdaptationArguments) and --regularizer."""
     built = []
-    method = getattr(args, "method", None)
-    if method and method != "source_only":
+    methods = method_names(getattr(args, "method", None))
+    for method in methods:
         if method in LOSS_COMPONENTS and not LOSS_COMPONENTS.get(method).needs_target:
             raise ConfigError(f"{method!r} is a regularizer, not an adaptation method; pass it as --regularizer {method}")
-        options = parse_options(method, args.method_options,
+    option_texts = split_method_options(args.method_options, methods) if methods else {}
+    for method in methods:
+        options = parse_options(method, option_texts[method],
                                 reserved={"weight": "--method_weight", "warmup": "--method_warmup"})
-        built.append(build_component(method, weight=args.method_weight, warmup=args.method_warmup, **options))
+        weight = {} if args.method_weight is None else {"weight": args.method_weight}  # else its config's
+        built.append(build_component(method, **weight, warmup=args.method_warmup, **options))
     for name in filter(None, (part.strip() for part in (args.regularizer or "").split(","))):
         if LOSS_COMPONENTS.get(name).needs_target:
             raise ConfigError(f"{name!r} needs target-domain data; use recipes/domain_adapt.py --method {name}")
@@ -124,7 +152,7 @@ def components_from_args(args) -> list[LossComponent]:
 
 
 __all__ = [
-    "LOSS_COMPONENTS", "AdaptationContext", "ComponentConfig", "LossComponent", "build_component", "components_from_args", "parse_options", "float32_math", "warmup_factor",
+    "LOSS_COMPONENTS", "AdaptationContext", "ComponentConfig", "LossComponent", "build_component", "components_from_args", "method_names", "parse_options", "float32_math", "warmup_factor",
     "GradientReversal", "grad_reverse", "dann_coefficient",
     "BSSLoss", "CDANLoss", "CORALLoss", "DANNLoss", "InstanceWeighting", "L2SP", "MCCLoss", "MMDLoss",
     "mmd", "coral", "minimum_class_confusion", "batch_spectral_shrinkage", "clipped_unit_mean_weights",

@@ -305,7 +305,7 @@ def test_bss_is_sum_of_smallest_squared_singular_values():
 def test_mcc_low_for_confident_diagonal_predictions():
     confident = torch.eye(4).repeat(8, 1) * 20
     uniform = torch.zeros(32, 4)
-    component = build_component("mcc")
+    component = build_component("mcc", weight=1.0)  # the loss itself (its default weight is 0.3)
     low = value(component(AdaptationContext(logits_target=confident)))
     high = value(component(AdaptationContext(logits_target=uniform)))
     assert low < 0.01 and high == pytest.approx(0.75, abs=1e-5)  # uniform: (C-1)/C off-diagonal mass

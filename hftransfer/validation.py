@@ -183,8 +183,6 @@ def _check_loss_components(args) -> None:
 
 
 def _check_method(args, components) -> None:
-    from hftransfer.adaptation import method_names
-
     names = [part.strip() for part in (args.method or "").split(",")]
     methods = ["source_only", *(n for n in components.names() if components.get(n).needs_target)]
     for name in names:
@@ -193,7 +191,7 @@ def _check_method(args, components) -> None:
         check_choice("--method", name, methods)
     if len(names) > 1 and "source_only" in names:
         raise ConfigError(f"--method {args.method}: source_only combines with nothing; pass it alone or drop it")
-    if len(set(method_names(args.method))) < len(method_names(args.method)):
+    if len(set(names)) < len(names):
         raise ConfigError(f"--method {args.method} names a method twice; name each once")
     _apply(args, ADAPTATION_RULES)
     check_choice("--select_on", args.select_on, ("source", "target"))

@@ -39,6 +39,14 @@ class DataArguments:
         default=None, metadata={"help": "Few-label setting: N training examples per class (every class needs N)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N validation/test examples."})
+    streaming: bool = field(
+        default=False, metadata={"help": "Read the train split as a stream (data past one disk; needs --max_steps, "
+                                 "and validation and test splits, which are read whole)."},
+    )
+    class_names: str | None = field(
+        default=None, metadata={"help": "With --streaming, the classes in order, comma-separated, when the label "
+                                "column is not a ClassLabel (e.g. 'neg,pos')."},
+    )
 
 
 @dataclass

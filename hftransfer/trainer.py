@@ -43,6 +43,13 @@ def keep_freed_host_memory() -> None:
     mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MiB from the heap, reused step after step
 
 
+def read_streams_on_every_rank(args) -> None:
+    """A streamed train split is read by each process (Accelerate gives each its file shards, or its slice of each
+    global batch), not read on rank 0 and sent out, which is Accelerate's default for an IterableDataset."""
+    if args.accelerator_config.dispatch_batches is None:
+        args.accelerator_config.dispatch_batches = False
+
+
 def is_convolutional(model: nn.Module) -> bool:
     """More than one Conv2d means a CNN (a ViT has just its patch embedding): those gain from channels_last."""
     return sum(isinstance(m, nn.Conv2d) for m in model.modules()) > 1
@@ -77,6 +84,8 @@ class TransferTrainer(Trainer):
         self.loss_components = nn.ModuleList(loss_components)
         self.report_datasets = dict(report_datasets or {})
         self._term_totals: dict[str, torch.Tensor] = {}
+        if args is not None and isinstance(kwargs.get("train_dataset"), torch.utils.data.IterableDataset):
+            read_streams_on_every_rank(args)
         super().__init__(model, args, *rest, **kwargs)
         # Classification models take **kwargs, so transformers would pass them num_items_in_batch and then treat their
         # loss as a sum over the whole accumulated, all-process batch; but they return a per-batch mean (BERT's
@@ -94,7 +103,7 @@ class TransferTrainer(Trainer):
         self._drift_start = self._wise_ft_start if self._wise_ft_start is not None else (
             snapshot(self.model) if self.model is not None else None)
         self.layer_drift: list[dict] | None = None  # per layer group, for the card (hftransfer.drift)
-        self.lengthened_epoch_steps: int | None = None  # set when --min_train_steps lengthens the run
+        self.lengthened_epoch_steps: int | None = None  # set when --min_train_steps lengthens the run, or streaming
         self._start_is_candidate = False  # set by train() when a fitted head makes step 0 a selection candidate
 
     def _snapshot_for_wise_ft(self) -> dict[str, torch.Tensor] | None:
@@ -153,19 +162,29 @@ class TransferTrainer(Trainer):
         """--min_train_steps: a run that --num_train_epochs would keep shorter trains at least that many steps. Its
         per-epoch evaluations and saves become as many evenly spaced ones as the epochs asked for, the last at the
         final step (a 30-example run lengthened to 200 one-batch epochs is not evaluated 200 times), and a strategy's
-        epochs are those stretched epochs too."""
-        from transformers.trainer_utils import IntervalStrategy, SaveStrategy
-
+        epochs are those stretched epochs too. A stream (--streaming) has no epochs to count: its --max_steps are
+        split into --num_train_epochs periods the same way."""
         args = self.args
+        evaluations = max(1, math.ceil(args.num_train_epochs))
+        if not hasattr(self.train_dataset, "__len__"):
+            if args.max_steps > 0:
+                self._epochs_as_steps(math.ceil(args.max_steps / evaluations))
+            return
         wanted = getattr(args, "min_train_steps", 0)
-        if wanted <= 0 or args.max_steps > 0 or not hasattr(self.train_dataset, "__len__"):
+        if wanted <= 0 or args.max_steps > 0:
             return
         if math.ceil(args.num_train_epochs * self.epoch_steps()) >= wanted:
             return
-        evaluations = max(1, math.ceil(args.num_train_epochs))
         every = math.ceil(wanted / evaluations)
         args.max_steps = every * evaluations
-        self.lengthened_epoch_steps = every  # what a strategy's epochs (lp_epochs, unfreeze_every) mean in this run
+        self._epochs_as_steps(every)
+
+    def _epochs_as_steps(self, every: int) -> None:
+        """Epoch-wise evaluation, saving and strategy epochs (lp_epochs, unfreeze_every) happen every `every` steps."""
+        from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+        args = self.args
+        self.lengthened_epoch_steps = every
         if args.eval_strategy == IntervalStrategy.EPOCH:
             args.eval_strategy, args.eval_steps = IntervalStrategy.STEPS, every
         if args.save_strategy == SaveStrategy.EPOCH:
@@ -397,8 +416,8 @@ class TransferTrainer(Trainer):
             self._start_is_candidate = False
             self._evaluate_start(bound.get("trial"))
         loader = bound.get("train_dataloader")
-        dataset = getattr(loader, "dataset", None) or self.train_dataset
-        if dataset is not None:
+        read = (getattr(loader, "dataset", None), self.train_dataset)  # a stream's loader reads this rank's shard
+        for dataset in {id(d): d for d in read if d is not None}.values():
             set_augmentation_epoch(dataset, self.args.seed, bound["epoch"])
         return super()._run_epoch(*args, **kwargs)
 

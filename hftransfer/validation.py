@@ -32,6 +32,7 @@ def validate_recipe_args(*parsed) -> None:
         for kind, check in checks:
             if isinstance(args, kind):
                 check(args)
+    _check_streaming(parsed)
 
 
 def suggest(value: str, choices: Iterable[str]) -> str:
@@ -137,6 +138,40 @@ def _apply(args, rules: tuple[Rule, ...]) -> None:
 
 def _check_data(args) -> None:
     _apply(args, DATA_RULES)
+
+
+def _check_streaming(parsed) -> None:
+    """--streaming reads the train split once, in order, never whole: what needs all of it is refused here."""
+    from transformers import TrainingArguments
+
+    from .arguments import DataArguments, DomainDataArguments, StrategyArguments
+
+    data = next((a for a in parsed if isinstance(a, DataArguments)), None)
+    if data is None:
+        return
+    if not data.streaming:
+        if data.class_names:
+            raise ConfigError("--class_names is for --streaming, where classes cannot be read from the data; drop it")
+        return
+    if isinstance(data, DomainDataArguments):
+        raise ConfigError("--streaming is not supported by domain adaptation, which pairs two datasets in memory; "
+                          "drop --streaming")
+    if data.samples_per_class:
+        raise ConfigError("--samples_per_class picks from every training example, which a stream does not hold; use "
+                          "--max_train_samples or drop --streaming")
+    training = next(a for a in parsed if isinstance(a, TrainingArguments))
+    if training.max_steps <= 0:
+        raise ConfigError("--streaming needs --max_steps N: a stream's length is unknown, so epochs cannot be counted; "
+                          "pass --max_steps")
+    strategy_args = next((a for a in parsed if isinstance(a, StrategyArguments)), None)
+    if strategy_args is not None:
+        from .strategies import build_strategy
+
+        strategy = build_strategy(strategy_args)
+        if strategy.head_init == "fit" or strategy_args.strategy == "setfit":
+            raise ConfigError(f"--strategy {strategy_args.strategy} reads every training example before training "
+                              "(a fitted head, or sentence pairs), which a stream does not hold; pass --head_init "
+                              "random, another --strategy, or drop --streaming")
 
 
 def _check_image_data(args) -> None:

@@ -16,6 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# pytest runs two workers (pyproject's addopts); one thread each keeps them off each other's core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 from hftransfer.recipes import load_recipe  # noqa: E402  (after the offline environment above)
@@ -56,6 +58,28 @@ def torchrun_two_ranks(recipe: str, args: list[str], work: Path) -> tuple[dict, 
     assert result.returncode == 0, result.stderr[-4000:]
     rank0, rank1 = (json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1))
     return rank0, rank1, digests
+
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor"]
+
+
+def write_text_stream(root: Path, files: int, rows: int = 256) -> Path:
+    """train/ (in `files` parquet files), validation/ and test/ of short texts with string labels neg/pos."""
+    from datasets import Dataset
+
+    def texts(count: int, start: int) -> dict:
+        numbers = range(start, start + count)
+        return {"text": [f"example {n} is {WORDS[n % 6]}" for n in numbers],
+                "label": ["neg" if n % 6 >= 3 else "pos" for n in numbers]}
+
+    for split, count, start in (("validation", 40, 10_000), ("test", 40, 20_000)):
+        (root / split).mkdir(parents=True)
+        Dataset.from_dict(texts(count, start)).to_parquet(root / split / "part-0.parquet")
+    (root / "train").mkdir(parents=True)
+    per_file = rows // files
+    for k in range(files):
+        Dataset.from_dict(texts(per_file, k * per_file)).to_parquet(root / "train" / f"part-{k}.parquet")
+    return root
 
 
 def build_tiny_timm(target: Path, architecture: str = "test_efficientnet", seed: int = 0) -> Path:

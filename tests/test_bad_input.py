@@ -163,6 +163,13 @@ def split_texts(w: World, train: list, **others: list) -> str:
     return str(w.tmp / "splits")
 
 
+STREAM = ("--streaming", "--max_steps", "2", "--class_names", "0,1")
+
+
+def streamable_texts(w: World) -> str:
+    return split_texts(w, [0, 1] * 10, validation=[0, 1], test=[0, 1])
+
+
 def blank_text_in_test(w: World) -> str:
     folder = split_texts(w, [0, 1] * 10)
     w.csv("splits/test.csv", [("   ", 0), ("fine", 1)])
@@ -326,6 +333,22 @@ CASES = [
     case("label_column_missing", "text_cls", text_data(lambda w: w.texts([0, 1] * 10), "--label_column", "stars"),
          "no label column 'stars'"),
     case("dataset_missing", "image_cls", image("--dataset", "./no/such/folder"), "does not exist"),
+    # ---- --streaming: what a stream cannot give is refused before any model is loaded
+    case("stream_without_max_steps", "text_cls", text_data(streamable_texts, "--streaming", "--class_names", "0,1"),
+         "--streaming needs --max_steps"),
+    case("stream_without_held_out_splits", "text_cls",
+         text_data(lambda w: split_texts(w, [0, 1] * 10), *STREAM), "no validation or test split", "train/"),
+    case("stream_without_class_names", "text_cls", text_data(streamable_texts, "--streaming", "--max_steps", "2"),
+         "does not list its classes", "--class_names"),
+    case("stream_label_outside_class_names", "text_cls",
+         text_data(lambda w: split_texts(w, [0, 1] * 10, validation=[0, 1, 2], test=[0, 1]), *STREAM),
+         "label 2", "not one of the classes"),
+    case("stream_with_a_fitted_head", "text_cls", text_data(streamable_texts, *STREAM, "--strategy", "linear_probe"),
+         "reads every training example", "--head_init random"),
+    case("stream_of_a_builtin", "image_cls", image("--streaming", "--max_steps", "2"), "built-in 'digits'"),
+    case("class_names_without_streaming", "text_cls", text("--class_names", "neg,pos"), "--class_names is for"),
+    case("stream_for_domain_adaptation", "domain_adapt", domain("--streaming", "--max_steps", "2"),
+         "not supported by domain adaptation"),
 ]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import RECIPES, load_recipe, tiny_image_args
+from conftest import RECIPES, load_recipe, tiny_image_args, write_text_stream
 from hftransfer.checkpoints import (
     MANIFEST, checkpoint_is_complete, find_resume_checkpoint, parse_resume, write_checkpoint_manifest,
 )
@@ -289,6 +289,7 @@ STRATEGY_OPTIONS = {
     "lp_ft": ["--strategy", "lp_ft", "--lp_epochs", "0.5"],  # probing steps 0-1, fine-tuning from step 2
     "lora": ["--strategy", "lora", "--lora_r", "4"],
 }
+TEXT_STREAM = "<a folder of parquet files, written by the models fixture>"
 DA_METHODS = ["dann", "cdan", "mmd", "coral", "mcc", "instance_weighting", "source_only"]
 CASES = {
     **{f"image-{s}": ("image_cls", ["--dataset", "digits", "--image_size", "32", *o])
@@ -297,6 +298,9 @@ CASES = {
        for s, o in STRATEGY_OPTIONS.items()},
     **{f"da-{m}": ("domain_adapt", ["--source", "digits", "--target", "mnist5k", "--image_size", "32", "--method", m])
        for m in DA_METHODS},
+    # a stream has no epochs: its 3 passes of 3 batches are one endless one, resumed by skipping the batches trained
+    "text-stream": ("text_cls", ["--dataset", TEXT_STREAM, "--streaming", "--max_steps", str(STEPS_PER_EPOCH * EPOCHS),
+                                 "--class_names", "neg,pos", "--max_length", "32"]),
 }
 DEFAULT_SUBSET = {("image-full", "mid_epoch"), ("image-lp_ft", "epoch_boundary"), ("text-lora", "mid_epoch"),
                   ("da-dann", "mid_epoch")}
@@ -306,6 +310,7 @@ CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DA
 
 def recipe_command(case: str, models: dict, out: Path) -> list[str]:
     recipe, options = CASES[case]
+    options = [str(models["text_stream"]) if option == TEXT_STREAM else option for option in options]
     model = models["text" if recipe == "text_cls" else "image"]
     return [sys.executable, str(RECIPES / f"{recipe}.py"), "--model", str(model), *COMMON, *options,
             "--output_dir", str(out)]
@@ -375,8 +380,9 @@ def load_weights(file: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_timm_dir, tiny_bert_dir) -> dict:
-    return {"image": tiny_timm_dir, "text": tiny_bert_dir}
+def models(tiny_timm_dir, tiny_bert_dir, tmp_path_factory) -> dict:
+    stream = write_text_stream(tmp_path_factory.mktemp("stream") / "texts", files=4)
+    return {"image": tiny_timm_dir, "text": tiny_bert_dir, "text_stream": stream}
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ class ClassificationData:
     flips_change_labels: bool = False
     builtin: bool = False
     pair_column: str | None = None  # sentence-pair classification: the second text of each pair
+    streamed: bool = False  # --streaming: splits["train"] is a datasets.IterableDataset (hftransfer.data.streaming)
 
 
 def load_classification_data(
@@ -88,7 +89,12 @@ def load_classification_data(
 
 
 def load_data_from_args(data_args, modality: Modality, seed: int, dataset: str | None = None) -> ClassificationData:
-    """`load_classification_data` driven by a recipe's DataArguments (dataset overridable, e.g. a DA target)."""
+    """`load_classification_data` driven by a recipe's DataArguments (dataset overridable, e.g. a DA target); with
+    --streaming, the train split as a stream (hftransfer.data.streaming)."""
+    if getattr(data_args, "streaming", False):
+        from .streaming import load_streaming_data
+
+        return load_streaming_data(data_args, modality, seed)
     return load_classification_data(
         dataset or data_args.dataset, modality, config_name=data_args.dataset_config,
         label_column=data_args.label_column,

@@ -15,10 +15,15 @@ def prepare_text_splits(data, tokenizer, *, max_length: int):
             encoded["labels"] = batch["label"]
         return encoded
 
-    return {
-        name: split.map(tokenize, batched=True, remove_columns=split.column_names, desc=f"tokenising {name}")
-        for name, split in data.splits.items()
-    }
+    columns = [c for c in (data.input_column, data.pair_column) if c]
+    prepared = {}
+    for name, split in data.splits.items():
+        if name == "train" and data.streamed:  # tokenised as the stream is read
+            prepared[name] = split.map(tokenize, batched=True, remove_columns=[*columns, "label"])
+        else:
+            prepared[name] = split.map(tokenize, batched=True, remove_columns=split.column_names,
+                                       desc=f"tokenising {name}")
+    return prepared
 
 
 def text_collator(tokenizer, on_gpu: bool):

@@ -175,8 +175,21 @@ class ImageBatchTransform:
         return pixels
 
 
+class _StreamKeys:
+    """Batched `IterableDataset.map` with indices: a streamed batch through an ImageBatchTransform, keyed by place."""
+
+    def __init__(self, transform: ImageBatchTransform):
+        self.transform = transform
+
+    def __call__(self, batch: dict, indices: list[int]) -> dict:
+        return self.transform({**batch, ROW_COLUMN: indices})
+
+
 def _augmenting_transform(dataset) -> ImageBatchTransform | None:
-    """The seeded ImageBatchTransform a datasets.Dataset applies (`with_transform`), if any."""
+    """The seeded ImageBatchTransform a datasets.Dataset applies (`with_transform`), or that a streamed split
+    carries (`augmenting_transform`), if any."""
+    if isinstance(getattr(dataset, "augmenting_transform", None), ImageBatchTransform):
+        return dataset.augmenting_transform
     try:
         transform = dataset.format["format_kwargs"].get("transform")
     except (AttributeError, KeyError, TypeError):
@@ -233,14 +246,22 @@ def prepare_image_splits(data, processor, *, hflip: float | None, crop_scale_min
     from datasets import Image
 
     if verify and not data.builtin:
-        check_images_decode(data.splits, data.input_column)
+        check_images_decode({k: v for k, v in data.splits.items() if not data.streamed or k != "train"},
+                            data.input_column)
     if hflip is None:
         hflip = 0.0 if data.flips_change_labels else 0.5
     train_transform, eval_transform = build_image_transforms(processor, hflip=hflip, crop_scale_min=crop_scale_min)
-    splits = data.splits.cast_column(data.input_column, Image(decode=False))
+    splits = {k: v if data.streamed and k == "train" else v.cast_column(data.input_column, Image(decode=False))
+              for k, v in data.splits.items()}  # a stream is cast as it is opened (hftransfer.data.streaming)
     prepared = {}
     for name, split in splits.items():
-        if name == "train":  # each training row's augmentation is keyed to its row number
+        if name == "train" and data.streamed:  # keyed to the example's place in this process's stream
+            transform = ImageBatchTransform(train_transform, data.input_column, augment=True,
+                                            plain_transform=eval_transform)
+            prepared[name] = split.map(_StreamKeys(transform), batched=True, with_indices=True,
+                                       remove_columns=[data.input_column, "label"])
+            prepared[name].augmenting_transform = transform
+        elif name == "train":  # each training row's augmentation is keyed to its row number
             split = split.add_column(ROW_COLUMN, list(range(len(split))))
             prepared[name] = split.with_transform(ImageBatchTransform(train_transform, data.input_column, augment=True,
                                                                       plain_transform=eval_transform))

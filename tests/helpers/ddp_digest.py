@@ -20,6 +20,7 @@ def main():
     module = load_recipe(recipe)
 
     initial_components = snapshot_components_at_setup()
+    trained_rows = record_trained_token_rows()
     trainer = module.main(argv)
     model = trainer.accelerator.unwrap_model(trainer.model)
     state = {k: v.detach().cpu() for k, v in sorted(model.state_dict().items())}
@@ -31,6 +32,8 @@ def main():
     if trainer.strategy is not None:
         record["groups"] = {g.name: sorted(g.parameters) for g in trainer.strategy.groups}
         record["head_fit"] = trainer.strategy.head_fit
+    if trained_rows:
+        record["trained_rows"] = trained_rows
     rank = int(os.environ.get("RANK", "0"))
     digest_dir.mkdir(parents=True, exist_ok=True)
     (digest_dir / f"rank{rank}.json").write_text(json.dumps(record))
@@ -58,6 +61,24 @@ def snapshot_components_at_setup() -> dict:
 
     TransferTrainer._setup_loss_components = setup_and_snapshot
     return initial
+
+
+
+def record_trained_token_rows() -> list:
+    """Each text example this rank trains on, as its token ids without padding (filled in during the run)."""
+    from hftransfer.trainer import TransferTrainer
+
+    rows: list = []
+    compute_loss = TransferTrainer.compute_loss
+
+    def compute_loss_and_record(self, model, inputs, *args, **kwargs):
+        if model.training and "input_ids" in inputs:
+            for ids, mask in zip(inputs["input_ids"].tolist(), inputs["attention_mask"].tolist()):
+                rows.append([i for i, m in zip(ids, mask) if m])
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    TransferTrainer.compute_loss = compute_loss_and_record
+    return rows
 
 
 if __name__ == "__main__":

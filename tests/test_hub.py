@@ -431,6 +431,7 @@ def test_push_makes_older_records_public(loopback_hub, tmp_path, monkeypatch):
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_only_world_process_zero_pushes_even_saving_on_each_node(loopback_hub, tiny_bert_dir, tmp_path, monkeypatch):
     """Two torchrun "nodes" of one process each (gloo, CPU) with --save_on_each_node, each with its own output

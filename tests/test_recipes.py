@@ -97,6 +97,7 @@ def test_text_recipe_from_the_command_line_with_yaml_config(tiny_bert_dir, tmp_p
     assert args.learning_rate == 1e-4  # from the YAML file, under the command-line flags
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_torchrun_two_processes_head_fit_on_every_example_ranks_identical(tiny_timm_dir, tmp_path):
     """--head_init fit under DDP: each rank's half of the training features is gathered, both fit the same head."""
@@ -107,6 +108,7 @@ def test_torchrun_two_processes_head_fit_on_every_example_ranks_identical(tiny_t
     assert rank0["head_fit"]["examples"] == rank1["head_fit"]["examples"] == 64
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_torchrun_two_processes_gradual_ranks_identical(tiny_timm_dir, tmp_path):
     """DDP on CPU (gloo): both ranks end identical; frozen groups unchanged; groups unfrozen mid-run trained."""

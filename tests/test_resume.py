@@ -302,8 +302,7 @@ CASES = {
     "text-stream": ("text_cls", ["--dataset", TEXT_STREAM, "--streaming", "--max_steps", str(STEPS_PER_EPOCH * EPOCHS),
                                  "--class_names", "neg,pos", "--max_length", "32"]),
 }
-DEFAULT_SUBSET = {("image-full", "mid_epoch"), ("image-lp_ft", "epoch_boundary"), ("text-lora", "mid_epoch"),
-                  ("da-dann", "mid_epoch")}
+DEFAULT_SUBSET = {("image-full", "mid_epoch"), ("da-dann", "mid_epoch")}
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
              "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 

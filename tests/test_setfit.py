@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import tiny_text_args
@@ -84,6 +85,7 @@ def test_setfit_on_token_classification_is_a_one_line_error(tiny_bert_dir, tmp_p
     assert last.startswith("error: --strategy setfit pairs labelled examples") and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_setfit_under_two_torchrun_processes_ends_identical_on_both_ranks(tiny_timm_dir, tmp_path):
     """Each process runs the contrastive phase before DDP wraps the model; rank 0's weights are broadcast after it."""
     from conftest import tiny_image_args, torchrun_two_ranks

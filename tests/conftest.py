@@ -64,7 +64,10 @@ WORDS = ["good", "great", "fine", "bad", "awful", "poor"]
 
 
 def write_text_stream(root: Path, files: int, rows: int = 256) -> Path:
-    """train/ (in `files` parquet files), validation/ and test/ of short texts with string labels neg/pos."""
+    """train/ (in `files` JSON-lines files), validation/ and test/ of short texts with string labels neg/pos.
+
+    JSON lines, not parquet: datasets pauses 5 s at the end of every pass over a shuffled parquet stream
+    (`datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN`), which these few-dozen-example passes would multiply."""
     from datasets import Dataset
 
     def texts(count: int, start: int) -> dict:
@@ -74,11 +77,11 @@ def write_text_stream(root: Path, files: int, rows: int = 256) -> Path:
 
     for split, count, start in (("validation", 40, 10_000), ("test", 40, 20_000)):
         (root / split).mkdir(parents=True)
-        Dataset.from_dict(texts(count, start)).to_parquet(root / split / "part-0.parquet")
+        Dataset.from_dict(texts(count, start)).to_json(root / split / "part-0.jsonl")
     (root / "train").mkdir(parents=True)
     per_file = rows // files
     for k in range(files):
-        Dataset.from_dict(texts(per_file, k * per_file)).to_parquet(root / "train" / f"part-{k}.parquet")
+        Dataset.from_dict(texts(per_file, k * per_file)).to_json(root / "train" / f"part-{k}.jsonl")
     return root
 
 

@@ -21,7 +21,7 @@ from ..errors import DataError
 from .builtin import BUILTIN_DATASETS
 from .loading import (
     _FILE_FORMATS, _SPLIT_ALIASES, ClassificationData, Modality, _check_texts, _find_column, _first_line,
-    _input_column, _LABEL_COLUMNS,
+    _input_column, _LABEL_COLUMNS, input_column_arg,
 )
 
 SHUFFLE_BUFFER = 10_000  # examples held for shuffling the train stream (datasets' default is 1,000)
@@ -38,7 +38,7 @@ def load_streaming_data(data_args, modality: Modality, seed: int) -> Classificat
     features = train.features
     label_column = _find_column(_Columns(first), data_args.label_column, _LABEL_COLUMNS, "label", name)
     label_names = _label_names(features, label_column, getattr(data_args, "class_names", None), name)
-    input_column = _input_column(_Columns(first, features), modality, _input_arg(data_args, modality), name)
+    input_column = _input_column(_Columns(first, features), modality, input_column_arg(data_args, modality), name)
     if modality == "image":  # decoded later by hftransfer.data.vision (EXIF, bit depth), not by the stream
         from datasets import Image
 
@@ -66,17 +66,11 @@ def load_streaming_data(data_args, modality: Modality, seed: int) -> Classificat
     # once, in the same order (shuffling after the repeat let a small stream's buffer hold copies from many passes,
     # measured: 37 distinct examples in a rank's 48)
     train = train.repeat(None)
-
-    from datasets import DatasetDict
-
-    splits = DatasetDict(held_out)
     if modality == "text":
         for column in inputs:
-            _check_texts(splits, column, name)
-    splits = dict(splits)
-    splits["train"] = train
-    return ClassificationData({k: splits[k] for k in ("train", "validation", "test")}, label_names, input_column, name,
-                              pair_column=pair_column, streamed=True)
+            _check_texts(held_out, column, name)
+    return ClassificationData({"train": train, **held_out}, label_names, input_column, name, pair_column=pair_column,
+                              streamed=True)
 
 
 def _open_stream(name: str, config_name: str | None):
@@ -130,10 +124,6 @@ class _Columns:
 
     def __getitem__(self, index: int) -> dict:
         return self._example
-
-
-def _input_arg(data_args, modality: Modality) -> str | None:
-    return getattr(data_args, "image_column" if modality == "image" else "text_column", None)
 
 
 def _label_names(features, label_column: str, given: str | None, name: str) -> list[str]:

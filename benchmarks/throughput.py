@@ -640,7 +640,7 @@ def summarise(opts, workload: str, results: dict, variants: list[str], errors: d
         out["seq_len"] = opts.seq_len
     else:
         out["max_length"] = opts.max_length
-    rounds, out["variants"] = {}, {}
+    rounds, cpu_rounds, out["variants"] = {}, {}, {}
     for variant in variants:
         result = results.get(variant)
         if result is None:
@@ -649,6 +649,9 @@ def summarise(opts, workload: str, results: dict, variants: list[str], errors: d
         rounds[variant] = [w["samples"] / w["seconds"] for w in result["windows"]]
         entry = {"samples_per_s": _round2(statistics.median(rounds[variant])),
                  "samples_per_s_rounds": [round(r, 2) for r in rounds[variant]]}
+        if opts.device == "cpu":  # what the work costs in CPU time: blind to time the host gave other processes
+            cpu_rounds[variant] = [w["samples"] / w["cpu_seconds"] for w in result["windows"]]
+            entry["samples_per_cpu_s"] = _round2(statistics.median(cpu_rounds[variant]))
         if result["step_seconds"]:  # CPU: the rate at the median step time, robust to a stalled window
             entry["samples_per_s_median_step"] = round(opts.batch_size / statistics.median(result["step_seconds"]), 2)
         tokens = [w["tokens"] / w["samples"] for w in result["windows"] if w["tokens"]]
@@ -659,14 +662,31 @@ def summarise(opts, workload: str, results: dict, variants: list[str], errors: d
         entry.update(result["memory"])
         out["variants"][variant] = entry
     pairs = RATIO_PAIRS + [(v, "recipe") for v in rounds if v.startswith("recipe:")]
-    ratios, of_medians = {}, {}
+    ratios, intervals, of_medians, cpu_ratios = {}, {}, {}, {}
     for a, b in pairs:
         if a in rounds and b in rounds:
-            ratios[f"{a}/{b}"] = round(statistics.median(x / y for x, y in zip(rounds[a], rounds[b])), 3)
+            paired = [x / y for x, y in zip(rounds[a], rounds[b])]
+            ratios[f"{a}/{b}"] = round(statistics.median(paired), 3)
+            intervals[f"{a}/{b}"] = bootstrap_interval(paired)
             of_medians[f"{a}/{b}"] = round(statistics.median(rounds[a]) / statistics.median(rounds[b]), 3)
+            if a in cpu_rounds and b in cpu_rounds:
+                paired = [x / y for x, y in zip(cpu_rounds[a], cpu_rounds[b])]
+                cpu_ratios[f"{a}/{b}"] = [round(statistics.median(paired), 3), bootstrap_interval(paired)]
     out["ratios"] = ratios  # median over rounds of the paired (same round) ratio
+    out["ratio_95pct_intervals"] = intervals  # of that median, resampling rounds
     out["ratios_of_medians"] = of_medians
+    if cpu_ratios:  # per CPU second: the median paired ratio and its interval
+        out["cpu_time_ratios"] = cpu_ratios
     return out
+
+
+def bootstrap_interval(values: list[float], resamples: int = 4000, seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap interval of the median: how far the host's noise leaves a ratio from being settled."""
+    import random
+
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return [round(medians[int(0.025 * resamples)], 3), round(medians[int(0.975 * resamples) - 1], 3)]
 
 
 def main(argv=None) -> None:

@@ -311,3 +311,19 @@ def test_lp_ft_fine_tunes_from_the_first_step_after_the_fitted_probe(tiny_timm_d
     random_head = make_trainer(tiny_timm_dir, tmp_path / "random", "lp_ft", head_init="random")
     random_head.train()
     assert [(p.start_step, p.trainable) for p in random_head.strategy.phases] == [(0, names[-1:]), (STEPS // 2, names)]
+
+
+def test_flos_count_the_parameters_once_per_model_not_every_step(tiny_timm_dir, tmp_path):
+    trainer = make_trainer(tiny_timm_dir, tmp_path / "out", "full")
+    model, calls = trainer.model, []
+    count_parameters = model.num_parameters
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return count_parameters(*args, **kwargs)
+
+    model.num_parameters = counted  # the real count, recorded
+    trainer.train()
+    per_step = 6 * 8 * 3 * 32 * 32 * count_parameters(exclude_embeddings=True)  # Trainer's rule, batch of 8
+    assert trainer.state.total_flos == per_step * STEPS
+    assert calls == [{"exclude_embeddings": True}]

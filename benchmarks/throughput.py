@@ -722,6 +722,7 @@ def main(argv=None) -> None:
     report = {
         "machine": {"device": opts.device, "gpu": torch.cuda.get_device_name() if opts.device == "cuda" else None,
                     "cpu_cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                     "torch": torch.__version__, "transformers": transformers.__version__},
         "protocol": {"warmup_steps": opts.warmup, "rounds": opts.rounds, "timed_steps_per_round": opts.steps,
                      "rewarm_steps": opts.rewarm, "interleaved": opts.interleave, "bf16_forced": opts.bf16,

@@ -15,6 +15,12 @@ class ModelArguments:
         default=True, metadata={"help": "false: same architecture from random init (the transfer-vs-scratch baseline)."}
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the checkpoint."})
+    pooling: str = field(
+        default="head",
+        metadata={"help": "Text: what the classifier reads. head: the architecture's own ([CLS] pooler); checkpoint: "
+                  "the pooling a sentence-transformers checkpoint was trained with (mean: built in as one more "
+                  "encoder layer; the export still loads in pipeline()).", "choices": ["head", "checkpoint"]},
+    )
 
 
 @dataclass

@@ -101,7 +101,7 @@ def build(args: tuple, trainer: bool = True):
     loaded = load_classifier(
         model_args.model, source.label_names, modality, pretrained=model_args.pretrained,
         image_size=data_args.image_size if modality == "image" else None,
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=model_args.trust_remote_code, pooling=model_args.pooling,
     )
     shift = shift_between(loaded, source, target, max_samples=adapt_args.shift_samples, seed=training_args.seed) \
         if adapt_args.shift_samples else None  # measured on the pretrained features, before any training

@@ -58,6 +58,7 @@ def build(args: tuple, trainer: bool = True):
     loaded = load_classifier(
         model_args.model, data.label_names, "image", pretrained=model_args.pretrained,
         image_size=data_args.image_size, trust_remote_code=model_args.trust_remote_code,
+        pooling=model_args.pooling,
     )
     splits = prepare_image_splits(
         data, loaded.processor, hflip=data_args.hflip, crop_scale_min=data_args.crop_scale_min,

@@ -55,7 +55,7 @@ def build(args: tuple, trainer: bool = True):
     set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
     loaded = load_classifier(
         model_args.model, data.label_names, "text", pretrained=model_args.pretrained,
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=model_args.trust_remote_code, pooling=model_args.pooling,
     )
     splits = prepare_text_splits(data, loaded.processor, max_length=data_args.max_length)
     run = RecipeRun(args, data, loaded, splits, collator=text_collator(loaded.processor, on_gpu=torch.cuda.is_available()))

@@ -58,7 +58,7 @@ def build(args: tuple, trainer: bool = True):
     set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
     loaded = load_token_classifier(
         model_args.model, data.label_names, pretrained=model_args.pretrained,
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=model_args.trust_remote_code, pooling=model_args.pooling,
     )
     splits = prepare_token_splits(data, loaded.processor, max_length=data_args.max_length,
                                   label_all_tokens=data_args.label_all_tokens)

@@ -65,6 +65,7 @@ def load_classifier(
     pretrained: bool = True,
     image_size: int | None = None,
     trust_remote_code: bool = False,
+    pooling: str = "head",
 ) -> LoadedModel:
     source = resolve_model_source(name_or_path)
     config = _read_config(source, name_or_path, trust_remote_code)
@@ -81,11 +82,19 @@ def load_classifier(
         recipe = "image_cls.py" if found == "image" else "text_cls.py"
         raise ModelLoadError(f"model {name_or_path!r} is a {found} model; use recipes/{recipe} for it")
 
+    if pooling not in ("head", "checkpoint"):
+        raise ModelLoadError(f"--pooling {pooling!r} is not one of head, checkpoint; pass one of them")
+    if pooling != "head" and modality != "text":
+        raise ModelLoadError("--pooling checkpoint applies to sentence-transformers text models; drop it")
     load = _load_image_classifier if modality == "image" else _load_text_classifier
     try:
         model, processor = load(source, config, pretrained, image_size, trust_remote_code)
     except OSError as error:
         raise hub_load_error("model", name_or_path, error) from None
+    if pooling == "checkpoint":
+        from .pooling_layer import build_checkpoint_pooling
+
+        build_checkpoint_pooling(model, source)
     return LoadedModel(model=model, processor=processor, modality=modality, source=name_or_path)
 
 

@@ -216,8 +216,11 @@ def _subsample(splits, max_train: int | None, max_eval: int | None, seed: int):
 
 
 def load_token_classifier(name_or_path: str, label_names: list[str], *, pretrained: bool = True,
-                          trust_remote_code: bool = False) -> LoadedModel:
+                          trust_remote_code: bool = False, pooling: str = "head") -> LoadedModel:
     """An AutoModelForTokenClassification with a new head for `label_names`, and its (fast) tokenizer."""
+    if pooling != "head":
+        raise ModelLoadError("--pooling pools a sentence for sentence classification; a token classifier reads every "
+                             "token: drop --pooling")
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from ..models.loading import _cap_model_max_length, _read_config, hub_load_error, modality_of, resolve_model_source

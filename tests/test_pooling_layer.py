@@ -1,0 +1,47 @@
+"""`--pooling checkpoint`: a sentence-transformers checkpoint's mean pooling built into the classifier as one more
+encoder layer; the export stays a plain BertForSequenceClassification (pipeline() with no custom code)."""
+
+from __future__ import annotations
+
+import torch
+from test_da_protocol import sentence_transformers_folder
+
+from conftest import tiny_text_args
+
+
+def test_the_added_layer_gives_cls_the_layer_normalised_mean_of_the_attended_tokens(tmp_path):
+    from hftransfer.models import load_classifier
+
+    folder = sentence_transformers_folder(tmp_path / "st", "mean")
+    loaded = load_classifier(str(folder), ["a", "b"], "text", pooling="checkpoint")
+    model = loaded.model.eval()
+    assert model.config.num_hidden_layers == 3 and len(model.bert.encoder.layer) == 3
+    texts = ["a short one", "a rather longer sentence than the first, with padding for the other"]
+    batch = loaded.processor(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = model.bert(**batch, output_hidden_states=True).hidden_states
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    mean = (states[-2] * mask).sum(1) / mask.sum(1)
+    expected = torch.nn.functional.layer_norm(mean, mean.shape[-1:], eps=model.config.layer_norm_eps)
+    cosine = torch.nn.functional.cosine_similarity(states[-1][:, 0], expected)
+    assert cosine.min() > 0.99999, cosine
+    with torch.no_grad():  # padding changes nothing: the short text alone scores as in the padded batch
+        alone = model(**loaded.processor(texts[:1], return_tensors="pt")).logits
+        batched = model(**batch).logits[:1]
+    torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
+
+
+def test_recipe_with_checkpoint_pooling_exports_a_model_pipeline_loads(text_recipe, tmp_path):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    folder = sentence_transformers_folder(tmp_path / "st", "mean")
+    out = tmp_path / "out"
+    trainer = text_recipe.main(tiny_text_args(folder, out, "--pooling", "checkpoint"))
+    exported = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert exported.config.num_hidden_layers == 3
+    batch = trainer.processing_class(["what a day", "not good at all"], padding=True, return_tensors="pt")
+    trained = trainer.model.eval().cpu()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(**batch).logits, trained(**batch).logits)
+    predictions = pipeline("text-classification", model=str(out), device="cpu")(["what a day"])
+    assert predictions[0]["label"] in {"negative", "neutral", "positive"}

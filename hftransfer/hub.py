@@ -546,9 +546,19 @@ def write_run_card(trainer, loaded, data, *, datasets: list[str] | None = None, 
         results=read_results(args.output_dir),
         log_history=trainer.state.log_history,
         layer_drift=drift,
-        extra={**_selection_line(trainer), **_wise_ft_line(getattr(trainer, "wise_ft", None)), **(extra or {})},
+        extra={**_selection_line(trainer), **_pooling_line(loaded.model), **_wise_ft_line(getattr(trainer, "wise_ft", None)),
+               **(extra or {})},
         repo_id=args.hub_model_id,
     )
+
+
+def _pooling_line(model) -> dict:
+    """`--pooling checkpoint` (hftransfer.models.pooling_layer): which encoder layer is the built-in mean pooling."""
+    layer = getattr(getattr(model, "config", None), "hftransfer_pooling_layer", None)
+    if layer is None:
+        return {}
+    return {"pooling": f"the mean of token states (the checkpoint's sentence-transformers pooling), built in as encoder "
+                       f"layer {layer}: the [CLS] state the head reads is its LayerNorm"}
 
 
 def _selection_line(trainer) -> dict:

@@ -38,7 +38,8 @@ def test_recipe_with_checkpoint_pooling_exports_a_model_pipeline_loads(text_reci
     out = tmp_path / "out"
     trainer = text_recipe.main(tiny_text_args(folder, out, "--pooling", "checkpoint"))
     exported = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    assert exported.config.num_hidden_layers == 3
+    assert exported.config.num_hidden_layers == 3 and exported.config.hftransfer_pooling_layer == 2
+    assert "built in as encoder layer 2" in (out / "README.md").read_text()
     batch = trainer.processing_class(["what a day", "not good at all"], padding=True, return_tensors="pt")
     trained = trainer.model.eval().cpu()
     with torch.no_grad():

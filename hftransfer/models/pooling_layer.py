@@ -49,6 +49,7 @@ def append_mean_pooling_layer(model: nn.Module) -> None:
             norm.bias.zero_()
     layers.append(layer)
     model.config.num_hidden_layers = len(layers)
+    model.config.hftransfer_pooling_layer = len(layers) - 1  # saved in config.json: the card and a reader can tell
 
 
 def build_checkpoint_pooling(model: nn.Module, source: str) -> None:

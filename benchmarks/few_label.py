@@ -49,20 +49,24 @@ def cached(path: Path, compute) -> dict:
     return result
 
 
-def logistic_regression_floor(setting: str, seed: int, head_input: bool = False) -> dict:
+def logistic_regression_floor(setting: str, seed: int, head_input: bool = False, pooling: str = "head") -> dict:
     """Test accuracy of LogisticRegression on the frozen features of the setting's labelled examples for this seed:
     the checkpoint's pooling, or with `head_input` what the classifier's head reads (they differ for a
-    sentence-transformers checkpoint: the mean of token states vs the [CLS] pooler)."""
+    sentence-transformers checkpoint: the mean of token states vs the [CLS] pooler; with `pooling` 'checkpoint', the
+    head reads the built-in mean pooling layer of `--pooling checkpoint`)."""
     from sklearn.linear_model import LogisticRegression
 
     from hftransfer.data.loading import load_classification_data
     from hftransfer.features import extract
+    from hftransfer.models import load_classifier
 
     _, model, dataset, image_size, data_args = SETTINGS[setting]
     modality = "image" if image_size else "text"
     data = load_classification_data(dataset, modality, seed=seed, samples_per_class=option(data_args, "--samples_per_class"),
                                     max_train_samples=option(data_args, "--max_train_samples"),
                                     max_eval_samples=option(data_args, "--max_eval_samples"))
+    if pooling != "head":
+        model = load_classifier(model, data.label_names, modality, image_size=image_size, pooling=pooling)
     start = time.perf_counter()
     x_train, _, y_train = extract(model, data, "train", image_size=image_size, head_input=head_input)
     x_test, _, y_test = extract(model, data, "test", image_size=image_size, head_input=head_input)
@@ -71,14 +75,16 @@ def logistic_regression_floor(setting: str, seed: int, head_input: bool = False)
             "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
-def strategy_run(setting: str, strategy: str, seed: int, work: Path) -> dict:
+def strategy_run(setting: str, strategy: str, seed: int, work: Path, recipe_args: list[str] = (),
+                 label: str | None = None) -> dict:
+    """The setting's recipe with --strategy and --seed (and `recipe_args`), run in work/run/setting/(label or strategy)."""
     recipe, _, _, _, data_args = SETTINGS[setting]
-    out = work / "run" / setting / strategy / str(seed)
+    out = work / "run" / setting / (label or strategy) / str(seed)
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
         trainer = load_main(recipe)([*data_args, "--strategy", strategy, "--seed", str(seed), "--output_dir", str(out),
                                      "--overwrite_output_dir", "true", "--disable_tqdm", "true", "--report_to", "none",
-                                     "--save_total_limit", "1"])
+                                     "--save_total_limit", "1", *recipe_args])
     result = {"wall_seconds": round(time.perf_counter() - start, 1), "optimizer_steps": trainer.state.global_step,
               "train_examples": len(trainer.train_dataset),
               "test_accuracy": json.loads((out / "test_results.json").read_text())["test_accuracy"]}

@@ -12,48 +12,23 @@ text recipe with its defaults plus `--pooling checkpoint`. Finished runs are cac
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_label import SETTINGS, cached, option  # noqa: E402  (same folder)
-from strategies import load_main  # noqa: E402
+from few_label import cached, logistic_regression_floor, strategy_run  # noqa: E402  (same folder)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def floor(seed: int) -> dict:
-    from sklearn.linear_model import LogisticRegression
-
-    from hftransfer.data.loading import load_classification_data
-    from hftransfer.features import extract
-    from hftransfer.models import load_classifier
-
-    _, model, dataset, _, data_args = SETTINGS["tweets-2000"]
-    data = load_classification_data(dataset, "text", seed=seed, max_train_samples=option(data_args, "--max_train_samples"),
-                                    max_eval_samples=option(data_args, "--max_eval_samples"))
-    loaded = load_classifier(model, data.label_names, "text", pooling="checkpoint")
-    start = time.perf_counter()
-    x_train, _, y_train = extract(loaded, data, "train", head_input=True)
-    x_test, _, y_test = extract(loaded, data, "test", head_input=True)
-    accuracy = LogisticRegression(max_iter=5000).fit(x_train, y_train).score(x_test, y_test)
-    return {"test_accuracy": round(float(accuracy), 4), "wall_seconds": round(time.perf_counter() - start, 1)}
+    return logistic_regression_floor("tweets-2000", seed, head_input=True, pooling="checkpoint")
 
 
 def full(seed: int, work: Path, recipe_args: list[str], label: str) -> dict:
-    recipe, _, _, _, data_args = SETTINGS["tweets-2000"]
-    out = work / "run" / label / str(seed)
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):
-        load_main(recipe)([*data_args, "--strategy", "full", "--pooling", "checkpoint", "--seed", str(seed),
-                           "--output_dir", str(out), "--overwrite_output_dir", "true", "--disable_tqdm", "true",
-                           "--report_to", "none", "--save_total_limit", "1", *recipe_args])
-    return {"test_accuracy": json.loads((out / "test_results.json").read_text())["test_accuracy"],
-            "wall_seconds": round(time.perf_counter() - start, 1)}
+    return strategy_run("tweets-2000", "full", seed, work, ["--pooling", "checkpoint", *recipe_args], label)
 
 
 def main() -> None:

@@ -46,3 +46,20 @@ def test_recipe_with_checkpoint_pooling_exports_a_model_pipeline_loads(text_reci
         torch.testing.assert_close(exported(**batch).logits, trained(**batch).logits)
     predictions = pipeline("text-classification", model=str(out), device="cpu")(["what a day"])
     assert predictions[0]["label"] in {"negative", "neutral", "positive"}
+
+
+def test_pooling_no_layer_expresses_or_no_sentence_to_pool_is_a_load_error(tmp_path, tiny_bert_dir):
+    import pytest
+
+    from hftransfer.errors import ModelLoadError
+    from hftransfer.models import load_classifier
+    from hftransfer.tasks.token_classification import load_token_classifier
+
+    folder = sentence_transformers_folder(tmp_path / "st", "max")
+    with pytest.raises(ModelLoadError, match="pools by 'max'.*drop --pooling"):
+        load_classifier(str(folder), ["a", "b"], "text", pooling="checkpoint")
+    with pytest.raises(ModelLoadError, match="token classifier reads every token: drop --pooling"):
+        load_token_classifier(str(tiny_bert_dir), ["O", "B-X"], pooling="checkpoint")
+    cls = load_classifier(str(sentence_transformers_folder(tmp_path / "cls", "cls")), ["a", "b"], "text",
+                          pooling="checkpoint")
+    assert cls.model.config.num_hidden_layers == 2  # the head already reads [CLS]: no layer added

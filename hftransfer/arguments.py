@@ -16,10 +16,12 @@ class ModelArguments:
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the checkpoint."})
     pooling: str = field(
-        default="head",
-        metadata={"help": "Text: what the classifier reads. head: the architecture's own ([CLS] pooler); checkpoint: "
-                  "the pooling a sentence-transformers checkpoint was trained with (mean: built in as one more "
-                  "encoder layer; the export still loads in pipeline()).", "choices": ["head", "checkpoint"]},
+        default="auto",
+        metadata={"help": "Text: what the classifier reads. auto: the checkpoint's own pooling where one encoder layer "
+                  "expresses it (a sentence-transformers mean pooling on a BERT-family model: built in as one more "
+                  "layer; the export still loads in pipeline()), else the architecture's head; head: the "
+                  "architecture's own ([CLS] pooler); checkpoint: the checkpoint's pooling, or an error when it has "
+                  "none.", "choices": ["auto", "head", "checkpoint"]},
     )
 
 

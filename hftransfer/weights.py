@@ -140,7 +140,11 @@ def interpolate(
     image_size = None
     if ft.model.config.model_type == "timm_wrapper":
         image_size = int(ft.model.config.pretrained_cfg["input_size"][-1])  # only sizes the config; weights are size-free
-    pre = load_classifier(pretrained, label_names, modality, image_size=image_size, trust_remote_code=trust_remote_code)
+    # a model fine-tuned with the checkpoint's mean pooling built in (hftransfer.models.pooling_layer) has one encoder
+    # layer more than its start: the start gets the same layer, as the recipe built it
+    built_in_pooling = getattr(ft.model.config, "hftransfer_pooling_layer", None) is not None
+    pre = load_classifier(pretrained, label_names, modality, image_size=image_size, trust_remote_code=trust_remote_code,
+                          pooling="checkpoint" if built_in_pooling else "head")
 
     finetuned_sd = {k: v.detach().clone() for k, v in ft.model.state_dict().items()}
     pretrained_sd = {k: v.detach().clone() for k, v in pre.model.state_dict().items()}

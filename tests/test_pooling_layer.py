@@ -3,6 +3,8 @@ encoder layer; the export stays a plain BertForSequenceClassification (pipeline(
 
 from __future__ import annotations
 
+import json
+
 import torch
 from test_da_protocol import sentence_transformers_folder
 
@@ -31,12 +33,14 @@ def test_the_added_layer_gives_cls_the_layer_normalised_mean_of_the_attended_tok
     torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
 
 
-def test_recipe_with_checkpoint_pooling_exports_a_model_pipeline_loads(text_recipe, tmp_path):
+def test_recipe_builds_the_checkpoint_pooling_by_default_and_exports_a_model_pipeline_loads(text_recipe, tmp_path):
     from transformers import AutoModelForSequenceClassification, pipeline
+
+    from hftransfer.weights import interpolate
 
     folder = sentence_transformers_folder(tmp_path / "st", "mean")
     out = tmp_path / "out"
-    trainer = text_recipe.main(tiny_text_args(folder, out, "--pooling", "checkpoint"))
+    trainer = text_recipe.main(tiny_text_args(folder, out))  # --pooling auto
     exported = AutoModelForSequenceClassification.from_pretrained(out).eval()
     assert exported.config.num_hidden_layers == 3 and exported.config.hftransfer_pooling_layer == 2
     assert "built in as encoder layer 2" in (out / "README.md").read_text()
@@ -46,6 +50,21 @@ def test_recipe_with_checkpoint_pooling_exports_a_model_pipeline_loads(text_reci
         torch.testing.assert_close(exported(**batch).logits, trained(**batch).logits)
     predictions = pipeline("text-classification", model=str(out), device="cpu")(["what a day"])
     assert predictions[0]["label"] in {"negative", "neutral", "positive"}
+    # WiSE-FT between the export and the checkpoint it started from: the start gets the same built-in layer
+    result = interpolate(str(folder), str(out), [0, 1], ["tweets"], max_eval_samples=40)
+    recipe_test = json.loads((out / "test_results.json").read_text())["test_accuracy"]
+    assert result["table"]["1"]["tweets"]["accuracy"] == recipe_test
+    from hftransfer.data import load_classification_data
+    from hftransfer.features import evaluate_classifier, prepare_eval_split
+    from hftransfer.models import load_classifier
+    from hftransfer.weights import head_state_keys
+
+    start = load_classifier(str(folder), list(exported.config.id2label.values()), "text", pooling="checkpoint")
+    head = head_state_keys(exported)
+    start.model.load_state_dict({k: v for k, v in exported.state_dict().items() if k in head}, strict=False)
+    test, collate = prepare_eval_split(load_classification_data("tweets", "text", max_eval_samples=40, seed=42), "test",
+                                       start.processor, "text")
+    assert evaluate_classifier(start.model, test, collate) == result["table"]["0"]["tweets"]  # alpha 0: the start
 
 
 def test_pooling_no_layer_expresses_or_no_sentence_to_pool_is_a_load_error(tmp_path, tiny_bert_dir):
@@ -63,3 +82,7 @@ def test_pooling_no_layer_expresses_or_no_sentence_to_pool_is_a_load_error(tmp_p
     cls = load_classifier(str(sentence_transformers_folder(tmp_path / "cls", "cls")), ["a", "b"], "text",
                           pooling="checkpoint")
     assert cls.model.config.num_hidden_layers == 2  # the head already reads [CLS]: no layer added
+    # auto: what no layer expresses, and a checkpoint with no pooling config, keep the architecture's head
+    assert load_classifier(str(folder), ["a", "b"], "text", pooling="auto").model.config.num_hidden_layers == 2
+    assert load_classifier(str(tiny_bert_dir), ["a", "b"], "text", pooling="auto").model.config.num_hidden_layers == 2
+    assert load_token_classifier(str(tiny_bert_dir), ["O", "B-X"], pooling="auto").model.config.num_hidden_layers == 2

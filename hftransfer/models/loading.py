@@ -57,6 +57,9 @@ def hub_load_error(what: str, name: str, error: Exception) -> ModelLoadError:
     return ModelLoadError(f"could not load {what} {name!r}: {first_line}")
 
 
+POOLING_CHOICES = ("auto", "head", "checkpoint")  # hftransfer.arguments.ModelArguments.pooling
+
+
 def load_classifier(
     name_or_path: str,
     label_names: list[str],
@@ -82,19 +85,19 @@ def load_classifier(
         recipe = "image_cls.py" if found == "image" else "text_cls.py"
         raise ModelLoadError(f"model {name_or_path!r} is a {found} model; use recipes/{recipe} for it")
 
-    if pooling not in ("head", "checkpoint"):
-        raise ModelLoadError(f"--pooling {pooling!r} is not one of head, checkpoint; pass one of them")
-    if pooling != "head" and modality != "text":
+    if pooling not in POOLING_CHOICES:
+        raise ModelLoadError(f"--pooling {pooling!r} is not one of {', '.join(POOLING_CHOICES)}; pass one of them")
+    if pooling == "checkpoint" and modality != "text":
         raise ModelLoadError("--pooling checkpoint applies to sentence-transformers text models; drop it")
     load = _load_image_classifier if modality == "image" else _load_text_classifier
     try:
         model, processor = load(source, config, pretrained, image_size, trust_remote_code)
     except OSError as error:
         raise hub_load_error("model", name_or_path, error) from None
-    if pooling == "checkpoint":
+    if pooling != "head" and modality == "text":
         from .pooling_layer import build_checkpoint_pooling
 
-        build_checkpoint_pooling(model, source)
+        build_checkpoint_pooling(model, source, required=pooling == "checkpoint")
     return LoadedModel(model=model, processor=processor, modality=modality, source=name_or_path)
 
 

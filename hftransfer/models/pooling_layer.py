@@ -55,16 +55,19 @@ def append_mean_pooling_layer(model: nn.Module) -> None:
     model.config.hftransfer_pooling_layer = len(layers) - 1  # saved in config.json: the card and a reader can tell
 
 
-def build_checkpoint_pooling(model: nn.Module, source: str) -> None:
-    """`--pooling checkpoint`: the checkpoint's sentence-transformers pooling, where a layer can express it."""
+def build_checkpoint_pooling(model: nn.Module, source: str, required: bool = True) -> None:
+    """The checkpoint's sentence-transformers pooling, where a layer can express it. `required` (`--pooling
+    checkpoint`): anything else is a load error; otherwise (`--pooling auto`) the model keeps its own head."""
     from .groups import _saved_pooling
 
     mode = _saved_pooling(source)
-    if mode == "mean":
+    if mode == "mean" and (required or model.config.model_type in MEAN_POOLING_FAMILIES):
         append_mean_pooling_layer(model)
+    elif not required or mode == "cls":  # 'cls': the head already reads the [CLS] token
+        return
     elif mode == "head":
         raise ModelLoadError("--pooling checkpoint reads a sentence-transformers pooling config (modules.json), and "
                              "this model has none; drop --pooling")
-    elif mode != "cls":  # 'cls': the head already reads the [CLS] token
+    else:
         raise ModelLoadError(f"--pooling checkpoint: the checkpoint pools by {mode!r}, which no encoder layer "
                              "expresses (mean and cls only); drop --pooling")

@@ -216,9 +216,10 @@ def _subsample(splits, max_train: int | None, max_eval: int | None, seed: int):
 
 
 def load_token_classifier(name_or_path: str, label_names: list[str], *, pretrained: bool = True,
-                          trust_remote_code: bool = False, pooling: str = "head") -> LoadedModel:
-    """An AutoModelForTokenClassification with a new head for `label_names`, and its (fast) tokenizer."""
-    if pooling != "head":
+                          trust_remote_code: bool = False, pooling: str = "auto") -> LoadedModel:
+    """An AutoModelForTokenClassification with a new head for `label_names`, and its (fast) tokenizer (`pooling`:
+    a token classifier pools nothing, so only an explicit `--pooling checkpoint` is an error)."""
+    if pooling == "checkpoint":
         raise ModelLoadError("--pooling pools a sentence for sentence classification; a token classifier reads every "
                              "token: drop --pooling")
     from transformers import AutoModelForTokenClassification, AutoTokenizer

@@ -52,8 +52,8 @@ def cached(path: Path, compute) -> dict:
 def logistic_regression_floor(setting: str, seed: int, head_input: bool = False, pooling: str = "head") -> dict:
     """Test accuracy of LogisticRegression on the frozen features of the setting's labelled examples for this seed:
     the checkpoint's pooling, or with `head_input` what the classifier's head reads (they differ for a
-    sentence-transformers checkpoint: the mean of token states vs the [CLS] pooler; with `pooling` 'checkpoint', the
-    head reads the built-in mean pooling layer of `--pooling checkpoint`)."""
+    sentence-transformers checkpoint: the mean of token states vs the [CLS] pooler; with `pooling` 'auto', the
+    recipes' default, or 'checkpoint', the head reads the built-in mean pooling layer)."""
     from sklearn.linear_model import LogisticRegression
 
     from hftransfer.data.loading import load_classification_data
@@ -147,7 +147,8 @@ def main():
         floors = [cached(work / "cache" / setting / f"floor-{seed}.json", lambda: logistic_regression_floor(setting, seed))
                   for seed in args.seeds]
         head_floors = [cached(work / "cache" / setting / f"floor-head-input-{seed}.json",
-                              lambda: logistic_regression_floor(setting, seed, head_input=True)) for seed in args.seeds]
+                              lambda: logistic_regression_floor(setting, seed, head_input=True, pooling="auto"))
+                       for seed in args.seeds]
         row = {"data_args": SETTINGS[setting][4], "train_examples": floors[0]["train_examples"],
                "logistic_regression": summary(floors), "logistic_regression_head_input": summary(head_floors),
                "strategies": {}}

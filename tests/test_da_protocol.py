@@ -175,7 +175,7 @@ def test_plain_bert_keeps_the_head_input(tiny_bert_dir):
 
 def test_dann_on_a_sentence_transformers_checkpoint_aligns_what_the_classifier_reads(domain_recipe, tmp_path):
     """In a real recipe run, the discriminator's source features are the input of the classification head in that very
-    forward pass (the [CLS] pooler), even where the checkpoint was trained with mean pooling: measured on tweets ->
+    forward pass (with --pooling auto, the pooler over the built-in mean pooling layer), not a pooling of its own: on tweets ->
     Rotten Tomatoes (README), CDAN on the mean of token states lost 5.3 pp to CDAN on the head's input."""
     import hftransfer.adaptation.dann as dann_module
     import hftransfer.trainer as trainer_module

@@ -144,9 +144,9 @@ def _check_streaming(parsed) -> None:
     """--streaming reads the train split once, in order, never whole: what needs all of it is refused here."""
     from transformers import TrainingArguments
 
-    from .arguments import DataArguments, DomainDataArguments, StrategyArguments
+    from .arguments import DomainDataArguments, StrategyArguments
 
-    data = next((a for a in parsed if isinstance(a, DataArguments)), None)
+    data = next((a for a in parsed if hasattr(a, "streaming")), None)  # DataArguments, TokenDataArguments
     if data is None:
         return
     if not data.streaming:
@@ -156,7 +156,7 @@ def _check_streaming(parsed) -> None:
     if isinstance(data, DomainDataArguments):
         raise ConfigError("--streaming is not supported by domain adaptation, which pairs two datasets in memory; "
                           "drop --streaming")
-    if data.samples_per_class:
+    if getattr(data, "samples_per_class", None):
         raise ConfigError("--samples_per_class picks from every training example, which a stream does not hold; use "
                           "--max_train_samples or drop --streaming")
     training = next(a for a in parsed if isinstance(a, TrainingArguments))

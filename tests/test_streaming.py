@@ -3,6 +3,7 @@ whole; under torchrun each rank reads its own examples. Bad streaming input is i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,4 +91,56 @@ def test_under_torchrun_each_rank_trains_on_its_own_examples_of_the_stream(tiny_
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     train = [f"example {n} is {WORDS[n % 6]}" for n in range(256)]
     assert seen0 | seen1 <= {tuple(ids) for ids in tokenizer(train, truncation=True, max_length=32)["input_ids"]}
+    assert rank0["sha256"] == rank1["sha256"]
+
+
+def write_token_stream(root: Path, files: int, rows: int = 128) -> Path:
+    """train/ (in `files` JSON-lines files), validation/ and test/ of word-tagged sentences with string tags."""
+    from datasets import Dataset
+
+    def sentences(count: int, start: int) -> dict:
+        numbers = range(start, start + count)
+        return {"tokens": [["example", str(n), "met", WORDS[n % 6], "Smith"] for n in numbers],
+                "ner_tags": [["O", "O", "O", "B-PER", "I-PER"] for _ in numbers]}
+
+    for split, count, start in (("validation", 24, 10_000), ("test", 24, 20_000)):
+        (root / split).mkdir(parents=True)
+        Dataset.from_dict(sentences(count, start)).to_json(root / split / "part-0.jsonl")
+    (root / "train").mkdir(parents=True)
+    per_file = rows // files
+    for k in range(files):
+        Dataset.from_dict(sentences(per_file, k * per_file)).to_json(root / "train" / f"part-{k}.jsonl")
+    return root
+
+
+def test_a_streamed_token_run_trains_its_steps_from_the_stream_and_loads_in_pipeline(tiny_bert_dir, tmp_path):
+    import datasets
+    from transformers import pipeline
+
+    from conftest import load_recipe
+    from hftransfer.errors import DataError
+
+    data = write_token_stream(tmp_path / "ner", files=2)
+    out = tmp_path / "out"
+    recipe = load_recipe("token_cls")
+    trainer = recipe.main(stream_args(tiny_bert_dir, data, out, "--class_names", "O,B-PER,I-PER", "--max_length", "32",
+                                      "--learning_rate", "5e-3"))
+    assert isinstance(trainer.train_dataset, datasets.IterableDataset)
+    assert trainer.state.global_step == 6
+    config = json.loads((out / "config.json").read_text())
+    assert list(config["id2label"].values()) == ["O", "B-PER", "I-PER"]
+    tagged = pipeline("token-classification", model=str(out), device="cpu")("example 7 met Smith")
+    assert all(entity["entity"] in {"O", "B-PER", "I-PER"} for entity in tagged)
+    with pytest.raises(DataError, match="does not list its tags.*--class_names"):  # string tags name nothing
+        recipe.main(stream_args(tiny_bert_dir, data, tmp_path / "again", "--max_length", "32"))
+
+
+@pytest.mark.slow
+def test_under_torchrun_each_rank_tags_its_own_sentences_of_the_stream(tiny_bert_dir, tmp_path):
+    data = write_token_stream(tmp_path / "ner", files=4)
+    args = stream_args(tiny_bert_dir, data, tmp_path / "out", "--class_names", "O,B-PER,I-PER", "--max_length", "32")
+    rank0, rank1, _ = torchrun_two_ranks("token_cls", args, tmp_path)
+    seen0, seen1 = ({tuple(row) for row in rank["trained_rows"]} for rank in (rank0, rank1))
+    assert len(rank0["trained_rows"]) == len(rank1["trained_rows"]) == 6 * 8
+    assert len(seen0) == len(seen1) == 6 * 8 and not seen0 & seen1
     assert rank0["sha256"] == rank1["sha256"]

@@ -43,6 +43,14 @@ class TokenDataArguments:
     label_all_tokens: bool = field(
         default=False, metadata={"help": "Tag every word piece of a word, not only the first (B- becomes I-)."}
     )
+    streaming: bool = field(
+        default=False, metadata={"help": "Read the train split as a stream (data past one disk; needs --max_steps, "
+                                 "and validation and test splits, which are read whole)."},
+    )
+    class_names: str | None = field(
+        default=None, metadata={"help": "With --streaming, the tags in order, comma-separated, when the tag column is "
+                                "not a sequence of ClassLabel (e.g. 'O,B-PER,I-PER')."},
+    )
 
 
 @dataclass
@@ -51,6 +59,7 @@ class TokenData:
     label_names: list[str]
     name: str
     builtin: bool = False
+    streamed: bool = False  # --streaming: splits["train"] is a datasets.IterableDataset (hftransfer.tasks.token_streaming)
 
 
 # ---- data -----------------------------------------------------------------------------------------------------------
@@ -60,6 +69,10 @@ def load_token_data(args: TokenDataArguments, seed: int) -> TokenData:
     """Every check that can fail on bad data runs here, before any model is built or output written."""
     from ..data.loading import _carve_missing_splits, _check_not_empty, _find_column, _load_raw, _named_splits
 
+    if args.streaming:
+        from .token_streaming import load_token_stream
+
+        return load_token_stream(args, seed)
     name = args.dataset
     path = Path(name).expanduser()
     if path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
@@ -283,7 +296,9 @@ def prepare_token_splits(data: TokenData, tokenizer, *, max_length: int, label_a
         return encoded
 
     return {
-        name: split.map(tokenize, batched=True, remove_columns=split.column_names, desc=f"tokenising {name}")
+        name: split.map(tokenize, batched=True, remove_columns=["tokens", "ner_tags"])  # read as the stream is
+        if data.streamed and name == "train" else
+        split.map(tokenize, batched=True, remove_columns=split.column_names, desc=f"tokenising {name}")
         for name, split in data.splits.items()
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -68,20 +69,25 @@ def write_text_stream(root: Path, files: int, rows: int = 256) -> Path:
 
     JSON lines, not parquet: datasets pauses 5 s at the end of every pass over a shuffled parquet stream
     (`datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN`), which these few-dozen-example passes would multiply."""
-    from datasets import Dataset
-
-    def texts(count: int, start: int) -> dict:
-        numbers = range(start, start + count)
+    def texts(numbers: range) -> dict:
         return {"text": [f"example {n} is {WORDS[n % 6]}" for n in numbers],
                 "label": ["neg" if n % 6 >= 3 else "pos" for n in numbers]}
 
-    for split, count, start in (("validation", 40, 10_000), ("test", 40, 20_000)):
+    return write_jsonl_stream(root, files, rows, texts, held_out=40)
+
+
+def write_jsonl_stream(root: Path, files: int, rows: int, make: Callable[[range], dict], held_out: int) -> Path:
+    """train/ (`rows` examples in `files` JSON-lines files), validation/ and test/ (`held_out` each): `make(numbers)`
+    gives the columns of the examples numbered so (held-out numbers start at 10,000 and 20,000)."""
+    from datasets import Dataset
+
+    for split, start in (("validation", 10_000), ("test", 20_000)):
         (root / split).mkdir(parents=True)
-        Dataset.from_dict(texts(count, start)).to_json(root / split / "part-0.jsonl")
+        Dataset.from_dict(make(range(start, start + held_out))).to_json(root / split / "part-0.jsonl")
     (root / "train").mkdir(parents=True)
     per_file = rows // files
     for k in range(files):
-        Dataset.from_dict(texts(per_file, k * per_file)).to_json(root / "train" / f"part-{k}.jsonl")
+        Dataset.from_dict(make(range(k * per_file, (k + 1) * per_file))).to_json(root / "train" / f"part-{k}.jsonl")
     return root
 
 

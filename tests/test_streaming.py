@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WORDS, torchrun_two_ranks, write_text_stream
+from conftest import WORDS, torchrun_two_ranks, write_jsonl_stream, write_text_stream
 
 def write_image_stream(root: Path) -> Path:
     """An imagefolder with train/, validation/ and test/ sub-folders, one sub-folder per class (a ClassLabel)."""
@@ -96,21 +96,11 @@ def test_under_torchrun_each_rank_trains_on_its_own_examples_of_the_stream(tiny_
 
 def write_token_stream(root: Path, files: int, rows: int = 128) -> Path:
     """train/ (in `files` JSON-lines files), validation/ and test/ of word-tagged sentences with string tags."""
-    from datasets import Dataset
-
-    def sentences(count: int, start: int) -> dict:
-        numbers = range(start, start + count)
+    def sentences(numbers: range) -> dict:
         return {"tokens": [["example", str(n), "met", WORDS[n % 6], "Smith"] for n in numbers],
                 "ner_tags": [["O", "O", "O", "B-PER", "I-PER"] for _ in numbers]}
 
-    for split, count, start in (("validation", 24, 10_000), ("test", 24, 20_000)):
-        (root / split).mkdir(parents=True)
-        Dataset.from_dict(sentences(count, start)).to_json(root / split / "part-0.jsonl")
-    (root / "train").mkdir(parents=True)
-    per_file = rows // files
-    for k in range(files):
-        Dataset.from_dict(sentences(per_file, k * per_file)).to_json(root / "train" / f"part-{k}.jsonl")
-    return root
+    return write_jsonl_stream(root, files, rows, sentences, held_out=24)
 
 
 def test_a_streamed_token_run_trains_its_steps_from_the_stream_and_loads_in_pipeline(tiny_bert_dir, tmp_path):

@@ -127,21 +127,27 @@ class _Columns:
 
 
 def _label_names(features, label_column: str, given: str | None, name: str) -> list[str]:
+    return stream_class_names((features or {}).get(label_column), given, f"the label column {label_column!r}", name)
+
+
+def stream_class_names(feature, given: str | None, column: str, name: str, kind: str = "classes",
+                       example: str = "neg,pos") -> list[str]:
+    """The class (or tag) names of a stream: `--class_names`, checked against a ClassLabel `feature` when there is
+    one, else the feature's names; neither is one line saying what to pass."""
     from datasets import ClassLabel
 
-    feature = (features or {}).get(label_column)
     if given:
         names = [part.strip() for part in given.split(",") if part.strip()]
         if len(set(names)) != len(names) or len(names) < 2:
-            raise DataError(f"--class_names {given!r} must list at least two distinct class names, comma-separated")
+            raise DataError(f"--class_names {given!r} must list at least two distinct {kind}, comma-separated")
         if isinstance(feature, ClassLabel) and list(feature.names) != names:
-            raise DataError(f"--class_names {given!r} differs from the dataset's own classes {feature.names}; drop it")
+            raise DataError(f"--class_names {given!r} differs from the dataset's own {kind} {feature.names}; drop it")
         return names
     if isinstance(feature, ClassLabel):
         return list(feature.names)
     raise DataError(
-        f"the label column {label_column!r} of streamed dataset {name!r} does not list its classes (no ClassLabel "
-        "feature), and a stream cannot be read through to find them; pass --class_names, e.g. --class_names neg,pos"
+        f"{column} of streamed dataset {name!r} does not list its {kind} (no ClassLabel feature), and a stream cannot "
+        f"be read through to find them; pass --class_names, e.g. --class_names {example}"
     )
 
 

@@ -6,7 +6,7 @@ feature or from `--class_names` (O,B-PER,I-PER,...)."""
 
 from __future__ import annotations
 
-from ..data.streaming import SHUFFLE_BUFFER, _Columns, _named_streams, _open_stream
+from ..data.streaming import SHUFFLE_BUFFER, _Columns, _named_streams, _open_stream, stream_class_names
 from ..errors import DataError
 
 
@@ -41,22 +41,9 @@ def load_token_stream(args, seed: int):
 
 
 def _tag_names(features, column: str, given: str | None, name: str) -> list[str]:
-    from datasets import ClassLabel
-
-    inner = getattr((features or {}).get(column), "feature", None)
-    if given:
-        names = [part.strip() for part in given.split(",") if part.strip()]
-        if len(set(names)) != len(names) or len(names) < 2:
-            raise DataError(f"--class_names {given!r} must list at least two distinct tags, comma-separated")
-        if isinstance(inner, ClassLabel) and list(inner.names) != names:
-            raise DataError(f"--class_names {given!r} differs from the dataset's own tags {inner.names}; drop it")
-        return names
-    if isinstance(inner, ClassLabel):
-        return list(inner.names)
-    raise DataError(
-        f"the tag column {column!r} of streamed dataset {name!r} does not list its tags (no ClassLabel feature), and a "
-        "stream cannot be read through to find them; pass --class_names, e.g. --class_names O,B-PER,I-PER"
-    )
+    sequence = (features or {}).get(column)
+    return stream_class_names(getattr(sequence, "feature", None), given, f"the tag column {column!r}", name, "tags",
+                              "O,B-PER,I-PER")
 
 
 class _TagEncoder:

@@ -116,6 +116,9 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-l2sp", action="store_true", help="Skip the L2-SP few-label comparison.")
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_domain_adaptation"))
+    parser.add_argument("--min_train_steps", type=int,
+                        help="Every run trains at least this many optimizer steps (the recipe's --min_train_steps; "
+                             "default: the recipe's own for the model's family). Use another --work for it.")
     parser.add_argument("--markdown", help="Also write the tables as Markdown to this file.")
     parser.add_argument("--cached_only", action="store_true",
                         help="Run nothing new: report the runs already cached under --work (a row names its seeds "
@@ -138,6 +141,10 @@ def main():
     image, text = (recipe.FAMILY_DEFAULTS[family] for family in ("image", "text"))
     budget = (f"image pairs {image['num_train_epochs']} epochs and at least {image['min_train_steps']:,} optimizer "
               f"steps, text {text['num_train_epochs']} epoch (recipes/domain_adapt.py defaults)")
+    steps_args = []
+    if args.min_train_steps is not None:
+        steps_args = ["--min_train_steps", str(args.min_train_steps)]
+        budget += f", every run at least {args.min_train_steps:,} optimizer steps (--min_train_steps)"
     report: dict = {"seeds": args.seeds, "budget": budget, "domain_adaptation": {}}
     adapt = recipe.main
     for task in args.tasks:
@@ -147,7 +154,7 @@ def main():
             for seed in args.seeds:
                 name = f"{task}/{method}/seed{seed}"
                 print(f"[bench] {name}", file=sys.stderr, flush=True)
-                argv = [*TASKS[task], "--method", method, "--seed", str(seed)]
+                argv = [*TASKS[task], "--method", method, "--seed", str(seed), *steps_args]
                 result = run_once(adapt, argv, work / "run" / name, work / "cache" / f"{name}.json", args.cached_only)
                 if result is not None:
                     runs.append({**result, "seed": seed})

@@ -10,6 +10,9 @@ from test_da_protocol import sentence_transformers_folder
 
 from conftest import tiny_text_args
 
+from hub_fixtures import loopback_hub  # noqa: F401  (pytest fixture)
+from hub_server import DEFAULT_TOKEN
+
 
 def test_the_added_layer_gives_cls_the_layer_normalised_mean_of_the_attended_tokens(tmp_path):
     from hftransfer.models import load_classifier
@@ -86,3 +89,20 @@ def test_pooling_no_layer_expresses_or_no_sentence_to_pool_is_a_load_error(tmp_p
     assert load_classifier(str(folder), ["a", "b"], "text", pooling="auto").model.config.num_hidden_layers == 2
     assert load_classifier(str(tiny_bert_dir), ["a", "b"], "text", pooling="auto").model.config.num_hidden_layers == 2
     assert load_token_classifier(str(tiny_bert_dir), ["O", "B-X"], pooling="auto").model.config.num_hidden_layers == 2
+
+
+def test_auto_reads_the_pooling_of_a_checkpoint_named_by_its_hub_id(loopback_hub, tmp_path, tiny_bert_dir):
+    """A sentence-transformers model given as a Hub id (downloaded through the real huggingface_hub client, here from a
+    loopback Hub) gets its mean pooling built in, as a local folder does; a plain BERT repo keeps its head."""
+    from huggingface_hub import HfApi
+
+    from hftransfer.models import load_classifier
+
+    api = HfApi(endpoint=loopback_hub.url, token=DEFAULT_TOKEN)
+    for repo, folder in (("org/st-mean", sentence_transformers_folder(tmp_path / "st", "mean")),
+                         ("org/plain", tiny_bert_dir)):
+        api.create_repo(repo)
+        api.upload_folder(repo_id=repo, folder_path=folder)
+    assert load_classifier("org/st-mean", ["a", "b"], "text").model.config.num_hidden_layers == 2  # library default
+    assert load_classifier("org/st-mean", ["a", "b"], "text", pooling="auto").model.config.num_hidden_layers == 3
+    assert load_classifier("org/plain", ["a", "b"], "text", pooling="auto").model.config.num_hidden_layers == 2

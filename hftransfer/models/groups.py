@@ -82,19 +82,36 @@ def checkpoint_pooling(model: nn.Module) -> str:
 @lru_cache(maxsize=64)
 def _saved_pooling(folder_name: str) -> str:
     import json
-    from pathlib import Path
 
-    folder = Path(folder_name)
     try:
-        modules = json.loads((folder / "modules.json").read_text())
+        modules = json.loads(_checkpoint_file(folder_name, "modules.json"))
         pooling = next(m for m in modules if m.get("type", "").endswith("models.Pooling"))
-        config = json.loads((folder / pooling.get("path", "") / "config.json").read_text())
-    except (OSError, ValueError, StopIteration, AttributeError):
+        config = json.loads(_checkpoint_file(folder_name, f"{pooling.get('path', '')}/config.json".lstrip("/")))
+    except (OSError, ValueError, TypeError, StopIteration, AttributeError):
         return "head"
     for mode in ("mean", "max", "cls"):
         if config.get(f"pooling_mode_{mode}_tokens") or config.get(f"pooling_mode_{mode}_token"):
             return mode
     return "mean" if config.get("pooling_mode_mean_sqrt_len_tokens") else "head"
+
+
+def _checkpoint_file(folder_name: str, filename: str) -> str | None:
+    """A file of a local checkpoint folder, or of a Hub model repo through the HF cache (offline: cached files
+    only); None when it has no such file."""
+    from pathlib import Path
+
+    folder = Path(folder_name).expanduser()
+    if folder.is_dir():
+        return (folder / filename).read_text() if (folder / filename).is_file() else None
+    if folder_name.count("/") != 1:
+        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        return Path(hf_hub_download(folder_name, filename)).read_text()
+    except (EntryNotFoundError, HfHubHTTPError, OSError, ValueError):  # no such file, repo or cached copy
+        return None
 
 
 def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

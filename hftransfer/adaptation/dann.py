@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import (LOSS_COMPONENTS, ComponentConfig, AdaptationContext, LossComponent, balanced_domain_bce, default_reversal_strength,
-                   domain_discriminator, module_device, warmup_factor)
+from .base import (LOSS_COMPONENTS, AdaptationContext, ComponentConfig, LossComponent, balanced_domain_bce,
+                   default_dann_lr_scale, default_reversal_strength, domain_discriminator, module_device, warmup_factor)
 from .grl import dann_coefficient, grad_reverse
 
 
@@ -26,7 +26,8 @@ class DANNConfig(ComponentConfig):
     schedule: bool = True  # the reversal ramps as 2 / (1 + exp(-gamma p)) - 1 (DANN)
     gamma: float = 10.0
     max_coefficient: float | None = None  # the reversal's full strength; None: by the model's family (setup)
-    lr_scale: float = 1.0  # the discriminator's LR, relative to DISCRIMINATOR_LR_SCALE x --learning_rate
+    # the discriminator's LR, relative to DISCRIMINATOR_LR_SCALE x --learning_rate; None: by the model's family (setup)
+    lr_scale: float | None = None
 
 
 @LOSS_COMPONENTS.register("dann")
@@ -37,7 +38,8 @@ class DANNLoss(LossComponent):
     it. The reversal coefficient follows :func:`dann_coefficient` (``schedule=True``) scaled by
     ``max_coefficient``, or stays at ``max_coefficient``; ``warmup`` ramps it too (the discriminator's own loss keeps
     its full weight, so it learns to tell the domains apart from the first step). The discriminator is a new
-    network: it learns at 10x ``--learning_rate`` (``DISCRIMINATOR_LR_SCALE``) times ``lr_scale``.
+    network: it learns at 10x ``--learning_rate`` (``DISCRIMINATOR_LR_SCALE``) times ``lr_scale`` (by default 1 for
+    vision backbones and 0.1 for text encoders: :func:`default_dann_lr_scale`).
     """
 
     name = "dann"
@@ -54,6 +56,8 @@ class DANNLoss(LossComponent):
               num_classes: int | None = None, **kwargs: Any) -> None:
         if self.max_coefficient is None:
             self.max_coefficient = default_reversal_strength(model)
+        if self.lr_scale is None:
+            self.lr_scale = default_dann_lr_scale(model)
         if feature_dim is None:
             self._require_setup(False, "feature_dim")
         self.discriminator = domain_discriminator(int(feature_dim), self.hidden_dim, self.num_layers,

@@ -140,7 +140,8 @@ def main():
     recipe = load_recipe("domain_adapt")
     image, text = (recipe.FAMILY_DEFAULTS[family] for family in ("image", "text"))
     budget = (f"image pairs {image['num_train_epochs']} epochs and at least {image['min_train_steps']:,} optimizer "
-              f"steps, text {text['num_train_epochs']} epoch (recipes/domain_adapt.py defaults)")
+              f"steps, text {text['num_train_epochs']} epoch and at least {text['min_train_steps']:,} optimizer steps "
+              f"(recipes/domain_adapt.py defaults)")
     steps_args = []
     if args.min_train_steps is not None:
         steps_args = ["--min_train_steps", str(args.min_train_steps)]

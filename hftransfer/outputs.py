@@ -143,6 +143,11 @@ def _make_folder(folder: Path) -> list[Path]:
         if not parent.exists():
             try:
                 parent.mkdir()
+            except FileExistsError:
+                if parent == folder or not parent.is_dir():
+                    raise ConfigError(f"cannot create {_shown(parent)}: it appeared while this run was starting; "
+                                      "run again, or choose another --output_dir") from None
+                continue  # another run (e.g. a sibling output folder) created it in the meantime: not ours to remove
             except OSError as error:
                 raise ConfigError(
                     f"cannot create {_shown(parent)}: {error.strerror}; choose a writable --output_dir"

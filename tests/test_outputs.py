@@ -216,3 +216,29 @@ def test_replacing_a_run_that_holds_nested_runs_leaves_nothing_behind(tmp_path):
             (outer.partial / "advice.json").write_text(str(attempt))
         assert not final.with_name("advice.previous").exists()
     assert (final / "probes" / "0-model" / "config.json").read_text() == "2"
+
+
+def test_a_parent_folder_created_by_a_concurrent_run_is_shared_not_fatal(tmp_path, monkeypatch):
+    """Two runs into sibling folders of a new parent (a benchmark's two jobs): the other run creates the parent
+    between this run's check and its mkdir. The run goes on, and a failure of this run leaves the parent, which is not
+    its own, in place."""
+    from hftransfer.outputs import staged_output
+
+    parent = tmp_path / "runs" / "setting"
+    real_mkdir = Path.mkdir
+
+    def other_run_first(self, *args, **kwargs):
+        if self == parent and not parent.exists():
+            real_mkdir(parent, parents=True)  # what the concurrent run did a moment earlier
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", other_run_first)
+    with staged_output(parent / "a") as run_a:
+        (run_a.partial / "config.json").write_text("{}")
+    assert (parent / "a" / "config.json").is_file()
+
+    shutil.rmtree(tmp_path / "runs")
+    with pytest.raises(RuntimeError), staged_output(parent / "b"):
+        (parent / "c").mkdir()  # a sibling run's output beside this one
+        raise RuntimeError("this run fails")
+    assert (parent / "c").is_dir() and not (parent / "b").exists()

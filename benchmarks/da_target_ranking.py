@@ -47,8 +47,7 @@ def main() -> None:
     if len(data.label_names) != 2:
         raise SystemExit(f"error: {args.target!r} has {len(data.label_names)} classes; this reads binary targets")
     test = data.splits["test"]
-    text_column = next(c for c in test.column_names if c != "label")
-    texts, labels = list(test[text_column]), np.array(test["label"])
+    texts, labels = list(test[data.input_column]), np.array(test["label"])
     report = {"target": args.target, "seed": args.seed, "test_rows": len(texts), "positive": data.label_names[1],
               "models": {}}
     for name, folder in (pair.split("=", 1) for pair in args.models):

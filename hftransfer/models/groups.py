@@ -97,21 +97,14 @@ def _saved_pooling(folder_name: str) -> str:
 
 def _checkpoint_file(folder_name: str, filename: str) -> str | None:
     """A file of a local checkpoint folder, or of a Hub model repo through the HF cache (offline: cached files
-    only); None when it has no such file."""
+    only), found as transformers finds a model's optional files; None when it has no such file."""
     from pathlib import Path
 
-    folder = Path(folder_name).expanduser()
-    if folder.is_dir():
-        return (folder / filename).read_text() if (folder / filename).is_file() else None
-    if folder_name.count("/") != 1:
-        return None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    from transformers.utils import cached_file
 
-    try:
-        return Path(hf_hub_download(folder_name, filename)).read_text()
-    except (EntryNotFoundError, HfHubHTTPError, OSError, ValueError):  # no such file, repo or cached copy
-        return None
+    path = cached_file(folder_name, filename, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False, _raise_exceptions_for_gated_repo=False)
+    return Path(path).read_text() if path else None
 
 
 def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -19,7 +19,8 @@ class ModelArguments:
         default="auto",
         metadata={"help": "Text: what the classifier reads. auto: the checkpoint's own pooling where one encoder layer "
                   "expresses it (a sentence-transformers mean pooling on a BERT-family model: built in as one more "
-                  "layer; the export still loads in pipeline()), else the architecture's head; head: the "
+                  "layer, the untrained pooler passing it through at unit norm; the export still loads in "
+                  "pipeline()), else the architecture's head; head: the "
                   "architecture's own ([CLS] pooler); checkpoint: the checkpoint's pooling, or an error when it has "
                   "none.", "choices": ["auto", "head", "checkpoint"]},
     )

@@ -558,7 +558,7 @@ def _pooling_line(model) -> dict:
     if layer is None:
         return {}
     return {"pooling": f"the mean of token states (the checkpoint's sentence-transformers pooling), built in as encoder "
-                       f"layer {layer}: the [CLS] state the head reads is its LayerNorm"}
+                       f"layer {layer}: the [CLS] state is its LayerNorm, passed to the head at unit norm"}
 
 
 def _selection_line(trainer) -> dict:

@@ -36,6 +36,20 @@ def test_the_added_layer_gives_cls_the_layer_normalised_mean_of_the_attended_tok
     torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
 
 
+def test_the_head_reads_the_pooled_embedding_at_unit_norm_not_the_checkpoints_untrained_pooler(tmp_path):
+    from hftransfer.models import load_classifier
+
+    folder = sentence_transformers_folder(tmp_path / "st", "mean")
+    model = load_classifier(str(folder), ["a", "b"], "text", pooling="checkpoint").model.eval()
+    batch = load_classifier(str(folder), ["a", "b"], "text").processor(["a short one", "and another"], padding=True,
+                                                                       return_tensors="pt")
+    with torch.no_grad():
+        output = model.bert(**batch)
+    pooled = output.last_hidden_state[:, 0]
+    torch.testing.assert_close(output.pooler_output, torch.tanh(torch.nn.functional.normalize(pooled)))
+    assert output.pooler_output.norm(dim=-1).max() < 1
+
+
 def test_recipe_builds_the_checkpoint_pooling_by_default_and_exports_a_model_pipeline_loads(text_recipe, tmp_path):
     from transformers import AutoModelForSequenceClassification, pipeline
 

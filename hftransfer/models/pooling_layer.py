@@ -9,6 +9,13 @@ LayerNorm(mean); the feed-forward block adds nothing. The [CLS] state the pooler
 mean of the token states (cosine 0.9999999 on MiniLM; tests/test_pooling_layer.py). Being LayerNorm'd, it is the same
 for a mean scaled by sqrt(length) (sentence-transformers' mean_sqrt_len). In training the layer keeps BERT's dropout:
 tokens dropped from the mean and dimensions from the result, a dropout on the pooled features; evaluation is exact.
+
+The pooler (dense + tanh) that the head reads was never trained by the sentence objective: sentence-transformers does
+not use it (all-MiniLM-L6-v2's bias is still exactly zero, as initialised, and its weights, of std 0.009 against
+BERT's initial 0.02, have singular values from 0.35 down to 0.0001: a lossy random projection). So the layer also
+sets it to pass the pooled embedding through at unit norm, as a checkpoint's Normalize module would: dense = I /
+sqrt(d) and no bias, and LayerNorm's output (weight 1, bias 0) has norm sqrt(d), so tanh reads a unit vector, where
+it is nearly linear.
 Measured (benchmarks/pooling_checkpoint.py, MiniLM, 2,000 tweets, seeds 0-2): logistic regression on the frozen
 features a new head reads 0.703 with the layer, 0.673 on the [CLS] pooler, 0.699 on the sentence-transformers mean;
 `full` fine-tuning 0.751 against 0.739.
@@ -51,6 +58,11 @@ def append_mean_pooling_layer(model: nn.Module) -> None:
             norm.weight.fill_(1.0)
             norm.bias.zero_()
     layers.append(layer)
+    pooler = getattr(model.base_model, "pooler", None)
+    if pooler is not None:
+        with torch.no_grad():
+            pooler.dense.weight.copy_(torch.eye(hidden) / hidden**0.5)
+            pooler.dense.bias.zero_()
     model.config.num_hidden_layers = len(layers)
     model.config.hftransfer_pooling_layer = len(layers) - 1  # saved in config.json: the card and a reader can tell
 

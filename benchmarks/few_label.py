@@ -3,6 +3,7 @@
     python benchmarks/few_label.py                                  # every setting and strategy, seeds 0-2
     python benchmarks/few_label.py --settings mnist5k-10 --strategies full linear_probe --seeds 0
     python benchmarks/few_label.py --markdown few_label.md          # also the table as Markdown
+    python benchmarks/few_label.py --settings tweets-10 --strategies full --recipe-args "--head_lr_scale 10"
 
 Each strategy run is the real recipe (recipes/image_cls.py or recipes/text_cls.py) with its defaults, changed only by
 the setting's data arguments (the labelled subset) and --strategy/--seed. The floor of each setting and seed is
@@ -17,6 +18,7 @@ import argparse
 import contextlib
 import gc
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -132,6 +134,8 @@ def main():
     parser.add_argument("--strategies", nargs="*", default=STRATEGIES, choices=STRATEGIES,
                         help="Strategies to run (none: only the logistic-regression floors).")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--recipe-args", default="", help="More recipe flags for every strategy run; the rows and "
+                        "caches are then named after them, e.g. 'full --head_lr_scale 10'.")
     parser.add_argument("--work", default=str(REPO / "outputs" / "bench_few_label"))
     parser.add_argument("--markdown", help="Also write the tables as Markdown to this file.")
     parser.add_argument("--readme", metavar="JSON", help="Run nothing: rewrite README.md's few-label tables from this "
@@ -152,10 +156,13 @@ def main():
         row = {"data_args": SETTINGS[setting][4], "train_examples": floors[0]["train_examples"],
                "logistic_regression": summary(floors), "logistic_regression_head_input": summary(head_floors),
                "strategies": {}}
+        recipe_args = shlex.split(args.recipe_args)
         for strategy in args.strategies:
-            runs = [cached(work / "cache" / setting / f"{strategy}-{seed}.json",
-                           lambda: strategy_run(setting, strategy, seed, work)) for seed in args.seeds]
-            row["strategies"][strategy] = summary(runs)
+            label = strategy + "".join(a.lstrip("-").replace("_", "") for a in recipe_args)
+            runs = [cached(work / "cache" / setting / f"{label}-{seed}.json",
+                           lambda: strategy_run(setting, strategy, seed, work, recipe_args, label))
+                    for seed in args.seeds]
+            row["strategies"][" ".join([strategy, *recipe_args])] = summary(runs)
         report["settings"][setting] = row
     if args.markdown:
         Path(args.markdown).write_text(markdown(report))

@@ -40,6 +40,8 @@ def parse(argv=None) -> tuple:
 def build(args: tuple, trainer: bool = True):
     """Data, model, collator and (unless `trainer` is False) the TransferTrainer that main() trains; no file is
     written."""
+    from dataclasses import replace
+
     import torch
     from transformers import set_seed
 
@@ -51,6 +53,10 @@ def build(args: tuple, trainer: bool = True):
     from hftransfer.trainer import TransferTrainer
 
     model_args, data_args, strategy_args, regularizer_args, training_args = args
+    if strategy_args.head_init is None and not data_args.streaming:
+        # at the encoder's rate a random head cannot reach a converged linear model within the run, whatever the
+        # strategy: every head starts at the logistic-regression fit (README, Few labels)
+        strategy_args = replace(strategy_args, head_init="fit")
     data = load_data_from_args(data_args, "text", seed=training_args.seed)
     set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
     loaded = load_classifier(

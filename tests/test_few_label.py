@@ -132,6 +132,23 @@ def test_recipes_train_small_data_at_least_200_steps_by_default(recipe_name):
     assert load_recipe(recipe_name).DEFAULTS["min_train_steps"] == 200
 
 
+@pytest.mark.parametrize("strategy", ["full", "gradual"])
+def test_the_text_recipe_starts_every_strategys_head_at_the_fit(strategy, text_recipe, tiny_bert_dir, tmp_path):
+    """At the text recipe's rate a random head cannot reach a converged linear model within a run (README, Few
+    labels), so every strategy's head starts at the fit there, `full` and `gradual` included, and the start is
+    evaluated at step 0; an explicit --head_init random is kept."""
+    from conftest import tiny_text_args
+
+    trainer = text_recipe.main(tiny_text_args(tiny_bert_dir, tmp_path / "fit", "--strategy", strategy))
+    assert trainer.strategy.head_init == "fit"
+    assert trainer.strategy.head_fit["examples"] == len(trainer.train_dataset) == 96
+    assert [e["step"] for e in trainer.state.log_history if "eval_accuracy" in e][0] == 0
+
+    trainer = text_recipe.main(tiny_text_args(tiny_bert_dir, tmp_path / "random", "--strategy", strategy,
+                                              "--head_init", "random"))
+    assert trainer.strategy.head_init == "random" and trainer.strategy.head_fit is None
+
+
 def test_readme_few_label_tables_are_the_committed_benchmark_json():
     """README.md's few-label tables are rendered from benchmarks/results/few_label.json, not typed."""
     from bench_readme import readme_table_and_rendering

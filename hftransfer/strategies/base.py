@@ -54,8 +54,9 @@ class StrategyConfig:
     head_init: str | None = field(
         default=None,
         metadata={"help": "How the new head starts: 'fit' (multinomial logistic regression on the frozen backbone's "
-                  "features, by L-BFGS, before the first step) or 'random'. Default: 'fit' for linear_probe, lp_ft "
-                  "and setfit, 'random' otherwise."},
+                  "features, by L-BFGS, before the first step) or 'random'. Default: 'fit' for linear_probe, lp_ft, "
+                  "bitfit, lora and setfit, and for every strategy of text_cls.py unless --streaming; 'random' "
+                  "otherwise."},
     )
     head_fit_c: float = field(
         default=1.0, metadata={"help": "head_init fit: inverse L2 strength, as scikit-learn LogisticRegression's C."}

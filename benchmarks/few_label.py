@@ -77,6 +77,11 @@ def logistic_regression_floor(setting: str, seed: int, head_input: bool = False,
             "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
+def run_label(strategy: str, recipe_args: list[str]) -> str:
+    """The cache and run-folder name of `strategy` with more recipe flags, e.g. fullheadlrscale10."""
+    return strategy + "".join(a.lstrip("-").replace("_", "") for a in recipe_args)
+
+
 def strategy_run(setting: str, strategy: str, seed: int, work: Path, recipe_args: list[str] = (),
                  label: str | None = None) -> dict:
     """The setting's recipe with --strategy and --seed (and `recipe_args`), run in work/run/setting/(label or strategy)."""
@@ -158,7 +163,7 @@ def main():
                "strategies": {}}
         recipe_args = shlex.split(args.recipe_args)
         for strategy in args.strategies:
-            label = strategy + "".join(a.lstrip("-").replace("_", "") for a in recipe_args)
+            label = run_label(strategy, recipe_args)
             runs = [cached(work / "cache" / setting / f"{label}-{seed}.json",
                            lambda: strategy_run(setting, strategy, seed, work, recipe_args, label))
                     for seed in args.seeds]

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from few_label import cached, logistic_regression_floor, strategy_run  # noqa: E402  (same folder)
+from few_label import cached, logistic_regression_floor, run_label, strategy_run  # noqa: E402  (same folder)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def main() -> None:
     opts = parser.parse_args()
     work = Path(opts.work)
     recipe_args = shlex.split(opts.recipe_args)
-    label = "full" + "".join(a.lstrip("-").replace("_", "") for a in recipe_args if a)
+    label = run_label("full", recipe_args)
     key = "full_with_pooling_checkpoint" + (f" {opts.recipe_args}" if recipe_args else "")
     report = {"setting": "tweets-2000", "floor_with_pooling_checkpoint": {}, key: {}}
     for seed in opts.seeds:

@@ -121,7 +121,9 @@ class TransferTrainer(Trainer):
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        self._apply_min_train_steps()
+        lengthened = self._apply_min_train_steps()
+        if self.strategy is not None:
+            self.strategy.settle_head_init(lengthened)
         if self.strategy is not None and not resume_from_checkpoint:  # a resumed run's weights come from its checkpoint
             self.strategy.before_training(self)
             if self.strategy.head_init == "fit" and self._fit_head():
@@ -158,8 +160,9 @@ class TransferTrainer(Trainer):
         batches = math.ceil(len(self.train_dataset) / (self.args.per_device_train_batch_size * self.args.world_size))
         return max(1, batches // self.args.gradient_accumulation_steps)
 
-    def _apply_min_train_steps(self) -> None:
-        """--min_train_steps: a run that --num_train_epochs would keep shorter trains at least that many steps. Its
+    def _apply_min_train_steps(self) -> bool:
+        """--min_train_steps: a run that --num_train_epochs would keep shorter trains at least that many steps (and
+        True is returned). Its
         per-epoch evaluations and saves become as many evenly spaced ones as the epochs asked for, the last at the
         final step (a 30-example run lengthened to 200 one-batch epochs is not evaluated 200 times), and a strategy's
         epochs are those stretched epochs too. A stream (--streaming) has no epochs to count: its --max_steps are
@@ -169,15 +172,16 @@ class TransferTrainer(Trainer):
         if not hasattr(self.train_dataset, "__len__"):
             if args.max_steps > 0:
                 self._epochs_as_steps(math.ceil(args.max_steps / evaluations))
-            return
+            return False
         wanted = getattr(args, "min_train_steps", 0)
         if wanted <= 0 or args.max_steps > 0:
-            return
+            return False
         if math.ceil(args.num_train_epochs * self.epoch_steps()) >= wanted:
-            return
+            return False
         every = math.ceil(wanted / evaluations)
         args.max_steps = every * evaluations
         self._epochs_as_steps(every)
+        return True
 
     def _epochs_as_steps(self, every: int) -> None:
         """Epoch-wise evaluation, saving and strategy epochs (lp_epochs, unfreeze_every) happen every `every` steps."""

@@ -184,13 +184,14 @@ def _check_text_data(args) -> None:
 
 def _check_strategy(args) -> None:
     from .strategies import STRATEGIES
+    from .strategies.base import HEAD_INITS
 
     check_choice("--strategy", args.strategy, STRATEGIES.names())
     _apply(args, STRATEGY_RULES)
     if args.norm_statistics is not None:
         check_choice("--norm_statistics", args.norm_statistics, ("update", "pretrained"))
     if args.head_init is not None:
-        check_choice("--head_init", args.head_init, ("random", "fit"))
+        check_choice("--head_init", args.head_init, HEAD_INITS)
     check_choice("--unfreeze_unit", args.unfreeze_unit, ("epoch", "step"))
     from .strategies import build_strategy
 

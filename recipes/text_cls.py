@@ -49,14 +49,15 @@ def build(args: tuple, trainer: bool = True):
     from hftransfer.data import load_data_from_args, prepare_text_splits, text_collator
     from hftransfer.models import load_classifier
     from hftransfer.recipes import RecipeRun
-    from hftransfer.strategies import build_strategy
+    from hftransfer.strategies import STRATEGIES, build_strategy
     from hftransfer.trainer import TransferTrainer
 
     model_args, data_args, strategy_args, regularizer_args, training_args = args
-    if strategy_args.head_init is None and not data_args.streaming:
-        # at the encoder's rate a random head cannot reach a converged linear model within the run, whatever the
-        # strategy: every head starts at the logistic-regression fit (README, Few labels)
-        strategy_args = replace(strategy_args, head_init="fit")
+    if strategy_args.head_init is None and STRATEGIES.get(strategy_args.strategy).default_head_init == "random":
+        # at the encoder's rate a random head cannot reach a converged linear model in a short run, whatever the
+        # strategy: a run that --min_train_steps lengthens (small data) starts the head at the logistic-regression
+        # fit; a longer one gives the encoder the steps to carry a random head (README, Few labels)
+        strategy_args = replace(strategy_args, head_init="fit_if_lengthened")
     data = load_data_from_args(data_args, "text", seed=training_args.seed)
     set_seed(training_args.seed)  # the new head (with --pretrained false, every weight) starts from --seed
     loaded = load_classifier(

@@ -27,6 +27,8 @@ from transformers import TrainerCallback
 
 from ..models.groups import LayerGroup, layer_groups
 
+HEAD_INITS = ("random", "fit", "fit_if_lengthened")
+
 
 @dataclass
 class Phase:
@@ -54,9 +56,10 @@ class StrategyConfig:
     head_init: str | None = field(
         default=None,
         metadata={"help": "How the new head starts: 'fit' (multinomial logistic regression on the frozen backbone's "
-                  "features, by L-BFGS, before the first step) or 'random'. Default: 'fit' for linear_probe, lp_ft, "
-                  "bitfit, lora and setfit, and for every strategy of text_cls.py unless --streaming; 'random' "
-                  "otherwise."},
+                  "features, by L-BFGS, before the first step), 'random', or 'fit_if_lengthened' ('fit' when "
+                  "--min_train_steps lengthens the run, i.e. small data; 'random' otherwise). Default: 'fit' for "
+                  "linear_probe, lp_ft, bitfit, lora and setfit; 'fit_if_lengthened' for the other strategies of "
+                  "text_cls.py; 'random' otherwise."},
     )
     head_fit_c: float = field(
         default=1.0, metadata={"help": "head_init fit: inverse L2 strength, as scikit-learn LogisticRegression's C."}
@@ -73,8 +76,8 @@ class StrategyConfig:
         if self.norm_statistics not in (None, "update", "pretrained"):
             raise ConfigError(f"--norm_statistics must be 'update' or 'pretrained', got {self.norm_statistics!r}; "
                               "pick one of the two")
-        if self.head_init not in (None, "random", "fit"):
-            raise ConfigError(f"--head_init must be 'random' or 'fit', got {self.head_init!r}; pick one of the two")
+        if self.head_init not in (None, *HEAD_INITS):
+            raise ConfigError(f"--head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}; pick one")
         if not self.head_fit_c > 0:
             raise ConfigError(f"--head_fit_c must be a positive number, got {self.head_fit_c!r}; pass e.g. 1 "
                               "(scikit-learn's default C) or drop it")
@@ -130,6 +133,13 @@ class Strategy:
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model
+
+    def settle_head_init(self, lengthened: bool) -> None:
+        """'fit_if_lengthened' becomes 'fit' when --min_train_steps lengthened the run (small data) and 'random'
+        otherwise, in the record too, before the head is fitted."""
+        if self.head_init == "fit_if_lengthened":
+            self.head_init = "fit" if lengthened else "random"
+            self.config = replace(self.config, head_init=self.head_init)
 
     def before_training(self, trainer) -> None:
         """Once before the first optimizer step of a fresh run (not after a resume), before the head fit."""

@@ -33,6 +33,7 @@ def validate_recipe_args(*parsed) -> None:
             if isinstance(args, kind):
                 check(args)
     _check_streaming(parsed)
+    _check_pooling(parsed)
 
 
 def suggest(value: str, choices: Iterable[str]) -> str:
@@ -172,6 +173,17 @@ def _check_streaming(parsed) -> None:
             raise ConfigError(f"--strategy {strategy_args.strategy} reads every training example before training "
                               "(a fitted head, or sentence pairs), which a stream does not hold; pass --head_init "
                               "random, another --strategy, or drop --streaming")
+
+
+def _check_pooling(parsed) -> None:
+    """An image-only recipe with --pooling checkpoint: refused here, before the data is read."""
+    from .arguments import ImageDataArguments, ModelArguments, TextDataArguments
+    from .models.loading import IMAGE_POOLING_ERROR
+
+    model = next((a for a in parsed if isinstance(a, ModelArguments)), None)
+    image_only = any(isinstance(a, ImageDataArguments) and not isinstance(a, TextDataArguments) for a in parsed)
+    if model is not None and image_only and model.pooling == "checkpoint":
+        raise ConfigError(IMAGE_POOLING_ERROR)
 
 
 def _check_image_data(args) -> None:

@@ -60,3 +60,11 @@ def test_mixed_precision_follows_the_launcher_unless_a_flag_says_otherwise(launc
     (args,) = HfArgumentParser(TransferTrainingArguments).parse_args_into_dataclasses(
         ["--output_dir", str(tmp_path), "--use_cpu", "true", *flags])
     assert args.bf16 is bf16
+
+
+def test_checkpoint_pooling_on_an_image_recipe_is_refused_while_parsing(tmp_path):
+    """Refused with the arguments, before a dataset or a checkpoint is read; a text recipe may ask for it."""
+    with pytest.raises(ConfigError, match="--pooling checkpoint applies to sentence-transformers text models"):
+        parse_recipe_args(IMAGE, {}, ["--pooling", "checkpoint", "--output_dir", str(tmp_path)])
+    (model, *_) = parse_recipe_args(TEXT, {}, ["--pooling", "checkpoint", "--output_dir", str(tmp_path)])
+    assert model.pooling == "checkpoint"

@@ -58,6 +58,7 @@ def hub_load_error(what: str, name: str, error: Exception) -> ModelLoadError:
 
 
 POOLING_CHOICES = ("auto", "head", "checkpoint")  # hftransfer.arguments.ModelArguments.pooling
+IMAGE_POOLING_ERROR = "--pooling checkpoint applies to sentence-transformers text models; drop it"
 
 
 def load_classifier(
@@ -88,7 +89,7 @@ def load_classifier(
     if pooling not in POOLING_CHOICES:
         raise ModelLoadError(f"--pooling {pooling!r} is not one of {', '.join(POOLING_CHOICES)}; pass one of them")
     if pooling == "checkpoint" and modality != "text":
-        raise ModelLoadError("--pooling checkpoint applies to sentence-transformers text models; drop it")
+        raise ModelLoadError(IMAGE_POOLING_ERROR)
     load = _load_image_classifier if modality == "image" else _load_text_classifier
     try:
         model, processor = load(source, config, pretrained, image_size, trust_remote_code)

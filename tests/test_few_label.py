@@ -171,6 +171,17 @@ def test_readme_few_label_tables_are_the_committed_benchmark_json():
     assert table == rendered
 
 
+def test_readme_head_fit_c_table_is_the_committed_benchmark_json():
+    """The fitted head's strength (C=1 against the rules that choose C): README.md's table is
+    benchmarks/results/head_fit_c.json rendered, held-out settings included, 3 seeds each."""
+    from bench_readme import readme_table_and_rendering
+
+    table, rendered, report = readme_table_and_rendering("head_fit_c")
+    assert table == rendered
+    assert {"digits-10", "rotten_tomatoes-10"} <= set(report["settings"])
+    assert all(len(seeds) == 3 for seeds in report["settings"].values())
+
+
 def test_a_fitted_heads_start_is_a_selection_candidate(image_recipe, tiny_timm_dir, tmp_path):
     """With --head_init fit the start is already a model (the logistic-regression probe): evaluated and checkpointed at
     step 0, it is what selection keeps when fine-tuning only makes validation worse; the training itself is the same

@@ -27,34 +27,43 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DatasetArguments:
+    """Where the examples come from and how many: every recipe's data options (classification, token tagging)."""
+
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Built-in (digits, mnist5k, tweets, ...), Hub dataset id, local folder or csv/json/parquet file."},
+        metadata={"help": "Built-in (digits, mnist5k, tweets, ...; token_cls.py: wnut16, conll2003), Hub dataset id, "
+                  "local folder or csv/json/parquet file (token_cls.py: also a CoNLL file)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    label_column: str | None = field(
-        default=None,
-        metadata={"help": "Label column (default: label/labels/...): strings, or integers 0..N-1, each in train."},
-    )
     validation_size: float = field(
-        default=0.1, metadata={"help": "Fraction (0-1) of train held out, stratified, if there is no validation split."}
+        default=0.1, metadata={"help": "Fraction (0-1) of train held out if there is no validation split (stratified "
+                               "by class for classification)."}
     )
     test_size: float = field(
-        default=0.2, metadata={"help": "Fraction (0-1) of train held out, stratified, if there is no test split."}
+        default=0.2, metadata={"help": "Fraction (0-1) of train held out if there is no test split (stratified by "
+                               "class for classification)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most N training examples."})
-    samples_per_class: int | None = field(
-        default=None, metadata={"help": "Few-label setting: N training examples per class (every class needs N)."}
-    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N validation/test examples."})
     streaming: bool = field(
         default=False, metadata={"help": "Read the train split as a stream (data past one disk; needs --max_steps, "
                                  "and validation and test splits, which are read whole)."},
     )
     class_names: str | None = field(
-        default=None, metadata={"help": "With --streaming, the classes in order, comma-separated, when the label "
-                                "column is not a ClassLabel (e.g. 'neg,pos')."},
+        default=None, metadata={"help": "With --streaming, the classes (token_cls.py: the tags) in order, "
+                                "comma-separated, when the label column is not a ClassLabel (e.g. 'neg,pos')."},
+    )
+
+
+@dataclass
+class DataArguments(DatasetArguments):
+    label_column: str | None = field(
+        default=None,
+        metadata={"help": "Label column (default: label/labels/...): strings, or integers 0..N-1, each in train."},
+    )
+    samples_per_class: int | None = field(
+        default=None, metadata={"help": "Few-label setting: N training examples per class (every class needs N)."}
     )
 
 

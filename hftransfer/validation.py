@@ -20,11 +20,13 @@ def validate_recipe_args(*parsed) -> None:
     from transformers import TrainingArguments
 
     from .arguments import (
-        DataArguments, ImageDataArguments, RegularizerArguments, StrategyArguments, TextDataArguments,
+        DataArguments, DatasetArguments, ImageDataArguments, RegularizerArguments, StrategyArguments, TextDataArguments,
     )
+    from .tasks.token_classification import TokenDataArguments
 
     checks = (
-        (DataArguments, _check_data), (ImageDataArguments, _check_image_data), (TextDataArguments, _check_text_data),
+        (DatasetArguments, _check_dataset), (DataArguments, _check_data), (ImageDataArguments, _check_image_data),
+        (TextDataArguments, _check_text_data), (TokenDataArguments, _check_text_data),
         (StrategyArguments, _check_strategy), (RegularizerArguments, _check_loss_components),
         (TrainingArguments, _check_training),
     )
@@ -86,12 +88,14 @@ def _within(low: float, high: float, *, low_open: bool = False, high_open: bool 
 _FRACTION = _within(0, 1, low_open=True, high_open=True)
 _PROBABILITY = _within(0, 1)
 
-DATA_RULES: tuple[Rule, ...] = (
+DATASET_RULES: tuple[Rule, ...] = (
     ("validation_size", _FRACTION, "a fraction strictly between 0 and 1, e.g. 0.1"),
     ("test_size", _FRACTION, "a fraction strictly between 0 and 1, e.g. 0.2"),
     ("max_train_samples", _optional(_count), "a count of at least 1, or leave it unset to use every example"),
-    ("samples_per_class", _optional(_count), "a count of at least 1, or leave it unset to use every example"),
     ("max_eval_samples", _optional(_count), "a count of at least 1, or leave it unset to use every example"),
+)
+DATA_RULES: tuple[Rule, ...] = (
+    ("samples_per_class", _optional(_count), "a count of at least 1, or leave it unset to use every example"),
 )
 IMAGE_RULES: tuple[Rule, ...] = (
     ("image_size", _optional(_count), "a size in pixels of at least 1, e.g. 64, or leave it unset"),
@@ -137,6 +141,10 @@ def _apply(args, rules: tuple[Rule, ...]) -> None:
 # ---- per dataclass ----------------------------------------------------------------------------------------------
 
 
+def _check_dataset(args) -> None:
+    _apply(args, DATASET_RULES)
+
+
 def _check_data(args) -> None:
     _apply(args, DATA_RULES)
 
@@ -145,9 +153,9 @@ def _check_streaming(parsed) -> None:
     """--streaming reads the train split once, in order, never whole: what needs all of it is refused here."""
     from transformers import TrainingArguments
 
-    from .arguments import DomainDataArguments, StrategyArguments
+    from .arguments import DatasetArguments, DomainDataArguments, StrategyArguments
 
-    data = next((a for a in parsed if hasattr(a, "streaming")), None)  # DataArguments, TokenDataArguments
+    data = next((a for a in parsed if isinstance(a, DatasetArguments)), None)
     if data is None:
         return
     if not data.streaming:

@@ -129,6 +129,28 @@ def test_a_dataset_of_the_other_task_is_a_one_line_error(recipe, dataset, expect
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--validation_size", "1.5"), ("--test_size", "0"),
+                                         ("--max_train_samples", "0"), ("--max_eval_samples", "-3"),
+                                         ("--max_length", "0")])
+def test_the_shared_data_options_are_checked_as_the_classification_recipes_check_them(token_recipe, flag, value,
+                                                                                     tmp_path):
+    """The options token_cls.py shares with the classification recipes get their range checks while parsing (before,
+    --max_length 0 trained and saved a model, and the others ended in a traceback)."""
+    from hftransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{flag} \\S+ is out of range; pass "):
+        token_recipe.parse([flag, value, "--output_dir", str(tmp_path / "out")])
+
+
+def test_max_length_zero_stops_the_token_recipe_with_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "recipes" / "token_cls.py"), "--max_length", "0",
+                             "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --max_length 0 is out of range; pass a token count of at "
+                                                  "least 1, e.g. 128"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_task_registers_its_own_built_in_datasets_and_other_recipes_still_name_it():
     """The task module holds its corpora (CONTRIBUTING: a task is its module, its recipe and one TASKS entry):
     importing the data package or loading a classification built-in registers none of them, yet a classification

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..arguments import DatasetArguments
 from ..data.builtin import BUILTIN_DATASETS, BuiltinDataset, downloads_dir
 from ..errors import DataError, ModelLoadError
 from ..models.loading import LoadedModel
@@ -26,30 +27,12 @@ _PREFIX_SPACE_MODELS = {"bloom", "gpt2", "roberta", "deberta", "longformer", "ba
 
 
 @dataclass
-class TokenDataArguments:
-    dataset: str | None = field(
-        default=None, metadata={"help": "Built-in (wnut16, conll2003), Hub dataset id, CoNLL file, json/parquet file or folder."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+class TokenDataArguments(DatasetArguments):
     tokens_column: str | None = field(default=None, metadata={"help": "Column of word lists (default: tokens/words)."})
     tags_column: str | None = field(default=None, metadata={"help": "Column of tag lists (default: ner_tags/tags/labels)."})
-    validation_size: float = field(
-        default=0.1, metadata={"help": "Fraction (0-1) of train held out if there is no validation split."}
-    )
-    test_size: float = field(default=0.2, metadata={"help": "Fraction (0-1) of train held out if there is no test split."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most N training sentences."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N validation/test sentences."})
     max_length: int = field(default=128, metadata={"help": "Truncate sentences to this many word pieces."})
     label_all_tokens: bool = field(
         default=False, metadata={"help": "Tag every word piece of a word, not only the first (B- becomes I-)."}
-    )
-    streaming: bool = field(
-        default=False, metadata={"help": "Read the train split as a stream (data past one disk; needs --max_steps, "
-                                 "and validation and test splits, which are read whole)."},
-    )
-    class_names: str | None = field(
-        default=None, metadata={"help": "With --streaming, the tags in order, comma-separated, when the tag column is "
-                                "not a sequence of ClassLabel (e.g. 'O,B-PER,I-PER')."},
     )
 
 

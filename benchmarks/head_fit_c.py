@@ -61,6 +61,36 @@ def cross_validated_log_loss(x, y, log10_c: float) -> float:
                             scoring="neg_log_loss").mean()
 
 
+def objective(x, y, coef, intercept, c: float = 1.0) -> float:
+    """scikit-learn's LogisticRegression objective at (coef, intercept): summed log-loss + ||coef||^2 / 2C (two
+    classes: one weight vector, the binary model)."""
+    logits = x.astype(np.float64) @ np.asarray(coef, dtype=np.float64).T + intercept
+    if logits.shape[1] == 1:
+        loss = np.logaddexp(0, -np.where(y == 1, 1, -1) * logits[:, 0]).sum()
+    else:
+        shifted = logits - logits.max(1, keepdims=True)
+        loss = -(shifted[np.arange(len(y)), y] - np.log(np.exp(shifted).sum(1))).sum()
+    return float(loss + np.square(coef).sum() / (2 * c))
+
+
+def fit_against_scikit_learn(x, y, x_test, y_test) -> dict:
+    """The recipes' head fit (hftransfer.head_fit, C=1) against scikit-learn's LogisticRegression as the floor runs it
+    (C=1, max_iter 5000, default tolerance): the objective each reaches and its test accuracy."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from hftransfer.head_fit import fit_softmax_regression
+
+    classes = int(y.max()) + 1
+    weight, bias = (t.numpy() for t in fit_softmax_regression(torch.from_numpy(x), torch.from_numpy(y), classes))
+    reference = LogisticRegression(max_iter=5000).fit(x, y)
+    ours = (weight[1:] - weight[:1], bias[1:] - bias[:1]) if classes == 2 else (weight, bias)
+    return {"objective": round(objective(x, y, *ours), 4),
+            "scikit_learn_objective": round(objective(x, y, reference.coef_, reference.intercept_), 4),
+            "test_accuracy": round(float(((x_test @ weight.T + bias).argmax(1) == y_test).mean()), 4),
+            "scikit_learn_test_accuracy": round(float(reference.score(x_test, y_test)), 4)}
+
+
 def one_seed(features: dict) -> dict:
     from sklearn.metrics import log_loss
 
@@ -82,6 +112,7 @@ def one_seed(features: dict) -> dict:
     }
     return {"rules": {rule: {"log10_c": g["log10_c"], "test_accuracy": round(g["test_accuracy"], 4)}
                       for rule, g in chosen.items()},
+            "head_fit": fit_against_scikit_learn(x, y, x_test, y_test),
             "grid": [{k: round(v, 4) for k, v in g.items()} for g in grid]}
 
 
@@ -96,8 +127,16 @@ def markdown(report: dict) -> str:
             per_seed = " / ".join(f"{r['log10_c']:g}" for r in runs)
             cells.append(f"{mean:.3f} ({per_seed})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nEach cell: test accuracy of the fitted head alone, mean over seeds " + \
-        ", ".join(map(str, report["seeds"])) + " (log10 C per seed).\n"
+    lines += ["", "Each cell: test accuracy of the fitted head alone, mean over seeds "
+              + ", ".join(map(str, report["seeds"])) + " (log10 C per seed).", "",
+              "| C = 1, per seed | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    for row, key in (("objective: the recipes' fit", "objective"),
+                     ("objective: scikit-learn (the floor)", "scikit_learn_objective"),
+                     ("test accuracy: the recipes' fit", "test_accuracy"),
+                     ("test accuracy: scikit-learn (the floor)", "scikit_learn_test_accuracy")):
+        cells = [" / ".join(f"{seed['head_fit'][key]:.3f}" for seed in report["settings"][s]) for s in settings]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 README_BEGIN = "<!-- head-fit C table: python benchmarks/head_fit_c.py --readme benchmarks/results/head_fit_c.json -->"

@@ -20,7 +20,19 @@ MAX_FIT_EXAMPLES = 20_000  # full-batch L-BFGS on at most this many cached featu
 
 def fit_softmax_regression(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, c: float = 1.0,
                            max_iter: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight [K, D], bias [K]) minimising scikit-learn's multinomial logistic-regression objective with C=c."""
+    """(weight [K, D], bias [K]) minimising scikit-learn's logistic-regression objective with C=c: multinomial for
+    three classes or more; for two, scikit-learn's binary model (one weight vector w, penalised as ||w||^2 / 2c),
+    written as the two-class head [-w/2, w/2], whose softmax is that model's sigmoid. (A two-class softmax fitted
+    directly would penalise ||w||^2 / 4c: the regularisation of C = 2c.)"""
+    if num_classes == 2:
+        weight, bias = _fit_logistic(features, labels.long().eq(1).long() * 2 - 1, 1, c=c, max_iter=max_iter)
+        return torch.cat([-weight, weight]) / 2, torch.cat([-bias, bias]) / 2
+    return _fit_logistic(features, labels, num_classes, c=c, max_iter=max_iter)
+
+
+def _fit_logistic(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, c: float,
+                     max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """num_classes 1: binary labels as -1 / +1 and one logit per example (the logistic loss); else softmax."""
     x = features.double()
     y = labels.long()
     weight = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True)
@@ -32,7 +44,11 @@ def fit_softmax_regression(features: torch.Tensor, labels: torch.Tensor, num_cla
     def objective():
         optimizer.zero_grad()
         # divided by n: the same minimiser, better scaled for the line search
-        loss = nn.functional.cross_entropy(x @ weight.T + bias, y, reduction="sum") / n
+        logits = x @ weight.T + bias
+        if num_classes == 1:
+            loss = nn.functional.softplus(-y * logits[:, 0]).sum() / n
+        else:
+            loss = nn.functional.cross_entropy(logits, y, reduction="sum") / n
         loss = loss + weight.pow(2).sum() / (2 * c * n)
         loss.backward()
         return loss

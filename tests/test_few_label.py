@@ -31,6 +31,19 @@ def test_fit_matches_scikit_learn_logistic_regression(c):
     np.testing.assert_allclose(bias.numpy(), reference.intercept_, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("c", [0.1, 1.0, 10.0])
+def test_two_class_fit_is_scikit_learns_binary_model_with_the_same_c(c):
+    """scikit-learn fits two classes as one weight vector w with penalty ||w||^2 / 2C; the two-class head [-w/2, w/2]
+    gives the same probabilities (a two-class softmax fitted directly would be regularised as C = 2c)."""
+    x, y = blobs(classes=2)
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=5000).fit(x, y)
+    weight, bias = fit_softmax_regression(torch.from_numpy(x), torch.from_numpy(y), 2, c=c)
+    np.testing.assert_allclose((weight[1] - weight[0]).numpy(), reference.coef_[0], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(float(bias[1] - bias[0]), reference.intercept_[0], atol=1e-4, rtol=1e-4)
+    probabilities = torch.softmax(torch.from_numpy(x) @ weight.T + bias, dim=1).numpy()
+    np.testing.assert_allclose(probabilities, reference.predict_proba(x), atol=1e-5)
+
+
 class HeadAtStart(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         head = trained_head(model)

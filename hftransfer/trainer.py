@@ -542,6 +542,11 @@ class TransferTrainer(Trainer):
             with open(state_path, encoding="utf-8") as file:
                 self.strategy.load_state_dict(json.load(file).get("strategy", {}))
 
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        # Trainer restores a LoRA checkpoint's adapter only: the BatchNorm statistics it was evaluated with come too
+        self._load_peft_buffers(self.state.best_model_checkpoint)
+
     def _load_peft_buffers(self, checkpoint: str, model=None) -> None:
         buffers = _peft_buffers(self.accelerator.unwrap_model(model if model is not None else self.model))
         if not buffers:

@@ -227,3 +227,29 @@ def test_readme_regularizer_table_is_the_committed_benchmark_json():
     table, rendered, report = readme_table_and_rendering("regularizers")
     assert table == rendered
     assert report["seeds"] == [0, 1, 2]
+
+
+def test_lora_keeps_the_batchnorm_statistics_of_the_checkpoint_it_selects(image_recipe, tiny_timm_dir, tmp_path):
+    """A LoRA checkpoint holds the adapter and, beside it, the base model's BatchNorm running statistics. When
+    selection keeps the fitted start (step 0), the statistics must come back with it: held-out digits, 10 labels per
+    class, kept 0.88 validation accuracy at step 0 and scored 0.10 after the load, with the statistics of step 201."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from conftest import tiny_image_args
+    from hftransfer.trainer import _peft_buffers
+
+    wrecking = ["--strategy", "lora", "--head_init", "fit", "--learning_rate", "30", "--num_train_epochs", "2",
+                "--save_total_limit", "1"]
+    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, tmp_path / "out", *wrecking))
+    evals = [(e["step"], e["eval_accuracy"]) for e in trainer.state.log_history if "eval_accuracy" in e]
+    start, trained = evals[0], evals[1:-1]
+    assert start[0] == 0 and all(acc < start[1] for _, acc in trained), evals
+    saved = load_file(str(tmp_path / "out" / "checkpoint-0" / trainer.BUFFERS_CHECKPOINT))
+    buffers = _peft_buffers(trainer.accelerator.unwrap_model(trainer.model))
+    assert any("running_mean" in name for name in buffers)
+    for name, value in buffers.items():
+        assert torch.equal(value.cpu(), saved[name]), name
+    final = json.loads((tmp_path / "out" / "eval_results.json").read_text())["eval_accuracy"]
+    assert final == pytest.approx(start[1])

@@ -81,13 +81,20 @@ class ImageDataArguments(DataArguments):
 
 
 @dataclass
-class TextDataArguments(DataArguments):
+class MaxLengthArguments:
+    """Every recipe that tokenises text (text_cls.py, token_cls.py, domain_adapt.py) truncates it."""
+
+    max_length: int = field(default=128, metadata={"help": "Truncate each text (token_cls.py: each sentence) to this "
+                                                   "many tokens (word pieces)."})
+
+
+@dataclass
+class TextDataArguments(MaxLengthArguments, DataArguments):
     text_column: str | None = field(default=None, metadata={"help": "Text column (default: text/sentence/...)."})
     text_pair_column: str | None = field(
         default=None, metadata={"help": "Second text of a sentence pair (NLI, paraphrase); default: sentence2 when "
                                 "the data has sentence1 and sentence2 columns, else none."},
     )
-    max_length: int = field(default=128, metadata={"help": "Truncate texts to this many tokens."})
 
 
 @dataclass

@@ -20,13 +20,13 @@ def validate_recipe_args(*parsed) -> None:
     from transformers import TrainingArguments
 
     from .arguments import (
-        DataArguments, DatasetArguments, ImageDataArguments, RegularizerArguments, StrategyArguments, TextDataArguments,
+        DataArguments, DatasetArguments, ImageDataArguments, MaxLengthArguments, RegularizerArguments,
+        StrategyArguments,
     )
-    from .tasks.token_classification import TokenDataArguments
 
     checks = (
         (DatasetArguments, _check_dataset), (DataArguments, _check_data), (ImageDataArguments, _check_image_data),
-        (TextDataArguments, _check_text_data), (TokenDataArguments, _check_text_data),
+        (MaxLengthArguments, _check_text_data),
         (StrategyArguments, _check_strategy), (RegularizerArguments, _check_loss_components),
         (TrainingArguments, _check_training),
     )

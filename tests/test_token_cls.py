@@ -142,6 +142,17 @@ def test_the_shared_data_options_are_checked_as_the_classification_recipes_check
         token_recipe.parse([flag, value, "--output_dir", str(tmp_path / "out")])
 
 
+def test_checking_a_classification_recipes_arguments_leaves_the_token_task_unloaded(tmp_path):
+    """The argument checks shared with token_cls.py are keyed on the shared argument classes, so a classification
+    recipe's parse does not import the token task (whose import registers its built-in corpora)."""
+    probe = ("import runpy, sys; parse = runpy.run_path(sys.argv[1], run_name='probe')['parse']; "
+             "parse(['--output_dir', sys.argv[2]]); print('hftransfer.tasks.token_classification' in sys.modules)")
+    for recipe in ("image_cls", "text_cls"):
+        result = subprocess.run([sys.executable, "-c", probe, str(REPO / "recipes" / f"{recipe}.py"),
+                                 str(tmp_path / "out")], capture_output=True, text=True, check=True, timeout=300)
+        assert result.stdout.strip() == "False", recipe
+
+
 def test_max_length_zero_stops_the_token_recipe_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "recipes" / "token_cls.py"), "--max_length", "0",
                              "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)

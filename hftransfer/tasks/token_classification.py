@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..arguments import DatasetArguments
+from ..arguments import DatasetArguments, MaxLengthArguments
 from ..data.builtin import BUILTIN_DATASETS, BuiltinDataset, downloads_dir
 from ..errors import DataError, ModelLoadError
 from ..models.loading import LoadedModel
@@ -27,10 +27,9 @@ _PREFIX_SPACE_MODELS = {"bloom", "gpt2", "roberta", "deberta", "longformer", "ba
 
 
 @dataclass
-class TokenDataArguments(DatasetArguments):
+class TokenDataArguments(MaxLengthArguments, DatasetArguments):
     tokens_column: str | None = field(default=None, metadata={"help": "Column of word lists (default: tokens/words)."})
     tags_column: str | None = field(default=None, metadata={"help": "Column of tag lists (default: ner_tags/tags/labels)."})
-    max_length: int = field(default=128, metadata={"help": "Truncate sentences to this many word pieces."})
     label_all_tokens: bool = field(
         default=False, metadata={"help": "Tag every word piece of a word, not only the first (B- becomes I-)."}
     )

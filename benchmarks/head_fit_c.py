@@ -46,19 +46,18 @@ def cached_features(setting: str, seed: int, work: Path) -> dict:
     return {split: (saved[f"{split}_x"], saved[f"{split}_y"]) for split in ("train", "validation", "test")}
 
 
-def fit(x, y, log10_c: float):
+def logistic_regression(log10_c: float = 0.0):
+    """scikit-learn's LogisticRegression as the floor runs it (max_iter 5000, default tolerance), at C = 10^log10_c."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=10.0 ** log10_c, max_iter=5000).fit(x, y)
+    return LogisticRegression(C=10.0 ** log10_c, max_iter=5000)
 
 
 def cross_validated_log_loss(x, y, log10_c: float) -> float:
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     folds = StratifiedKFold(n_splits=min(5, int(np.bincount(y).min())), shuffle=True, random_state=0)
-    return -cross_val_score(LogisticRegression(C=10.0 ** log10_c, max_iter=5000), x, y, cv=folds,
-                            scoring="neg_log_loss").mean()
+    return -cross_val_score(logistic_regression(log10_c), x, y, cv=folds, scoring="neg_log_loss").mean()
 
 
 def objective(x, y, coef, intercept, c: float = 1.0) -> float:
@@ -77,13 +76,12 @@ def fit_against_scikit_learn(x, y, x_test, y_test) -> dict:
     """The recipes' head fit (hftransfer.head_fit, C=1) against scikit-learn's LogisticRegression as the floor runs it
     (C=1, max_iter 5000, default tolerance): the objective each reaches and its test accuracy."""
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     from hftransfer.head_fit import fit_softmax_regression
 
     classes = int(y.max()) + 1
     weight, bias = (t.numpy() for t in fit_softmax_regression(torch.from_numpy(x), torch.from_numpy(y), classes))
-    reference = LogisticRegression(max_iter=5000).fit(x, y)
+    reference = logistic_regression().fit(x, y)
     ours = (weight[1:] - weight[:1], bias[1:] - bias[:1]) if classes == 2 else (weight, bias)
     return {"objective": round(objective(x, y, *ours), 4),
             "scikit_learn_objective": round(objective(x, y, reference.coef_, reference.intercept_), 4),
@@ -97,7 +95,7 @@ def one_seed(features: dict) -> dict:
     (x, y), (x_val, y_val), (x_test, y_test) = features["train"], features["validation"], features["test"]
     grid = []
     for log10_c in LOG10_C:
-        model = fit(x, y, log10_c)
+        model = logistic_regression(log10_c).fit(x, y)
         grid.append({"log10_c": log10_c, "validation_accuracy": float(model.score(x_val, y_val)),
                      "validation_log_loss": float(log_loss(y_val, model.predict_proba(x_val), labels=model.classes_)),
                      "cross_validation_log_loss": float(cross_validated_log_loss(x, y, log10_c)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,8 @@ def class_separation(model, trainer) -> float:
 def test_setfit_pulls_same_class_features_together_before_the_head_is_fitted(tiny_bert_dir, text_recipe, tmp_path):
     out = tmp_path / "out"
     trainer = text_recipe.main(tiny_text_args(
-        tiny_bert_dir, out, "--strategy", "setfit", "--setfit_iterations", "4", "--learning_rate", "1e-2",
+        tiny_bert_dir, out, "--strategy", "setfit", "--setfit_iterations", "4", "--setfit_learning_rate", "1e-2",
+        "--setfit_batch_size", "16", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
         "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
         "--report_to", "none", "--disable_tqdm", "true"))
     untouched = load_classifier(str(tiny_bert_dir), list(trainer.model.config.id2label.values()), "text").model
@@ -67,6 +69,9 @@ def test_setfit_pulls_same_class_features_together_before_the_head_is_fitted(tin
 
     phase = trainer.strategy.contrastive
     assert phase["pairs"] == 4 * 2 * len(trainer.train_dataset) and phase["loss_last"] < phase["loss_first"]
+    # the phase runs at its own rate and pair batch (SetFit's body_learning_rate, batch_size), not the head phase's
+    assert (phase["learning_rate"], phase["batch_pairs"], phase["steps"]) == (1e-2, 16, math.ceil(phase["pairs"] / 16))
+    assert (trainer.args.learning_rate, trainer.args.per_device_train_batch_size) == (1e-3, 8)
     assert trainer.strategy.head_fit["train_accuracy"] > 0  # the head was fitted after the phase, on its features
     record = json.loads((out / "transfer_strategy.json").read_text())
     assert record["strategy"]["contrastive_phase"] == phase and record["strategy"]["setfit_iterations"] == 4

@@ -35,7 +35,7 @@ def validate_recipe_args(*parsed) -> None:
             if isinstance(args, kind):
                 check(args)
     _check_streaming(parsed)
-    _check_pooling(parsed)
+    _check_text_only_options(parsed)
 
 
 def suggest(value: str, choices: Iterable[str]) -> str:
@@ -183,15 +183,26 @@ def _check_streaming(parsed) -> None:
                               "random, another --strategy, or drop --streaming")
 
 
-def _check_pooling(parsed) -> None:
-    """An image-only recipe with --pooling checkpoint: refused here, before the data is read."""
-    from .arguments import ImageDataArguments, ModelArguments, TextDataArguments
+SETFIT_ON_IMAGES_ERROR = (
+    "--strategy setfit contrasts text embeddings toward cosine 0 across classes, which non-negative image features "
+    "cannot reach (UCI digits, 10 labels per class, seed 0: 0.594 test accuracy against 0.836 for logistic "
+    "regression on the frozen features); use --strategy linear_probe or lp_ft")
+
+
+def _check_text_only_options(parsed) -> None:
+    """An image-only recipe with an option for text models (--pooling checkpoint, --strategy setfit): refused here,
+    before the data is read."""
+    from .arguments import ImageDataArguments, ModelArguments, StrategyArguments, TextDataArguments
     from .models.loading import IMAGE_POOLING_ERROR
 
+    if not any(isinstance(a, ImageDataArguments) and not isinstance(a, TextDataArguments) for a in parsed):
+        return
     model = next((a for a in parsed if isinstance(a, ModelArguments)), None)
-    image_only = any(isinstance(a, ImageDataArguments) and not isinstance(a, TextDataArguments) for a in parsed)
-    if model is not None and image_only and model.pooling == "checkpoint":
+    if model is not None and model.pooling == "checkpoint":
         raise ConfigError(IMAGE_POOLING_ERROR)
+    strategy = next((a for a in parsed if isinstance(a, StrategyArguments)), None)
+    if strategy is not None and strategy.strategy == "setfit":
+        raise ConfigError(SETFIT_ON_IMAGES_ERROR)
 
 
 def _check_image_data(args) -> None:

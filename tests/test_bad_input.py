@@ -241,6 +241,7 @@ CASES = [
     case("lora_dropout_one", "text_cls", text("--strategy", "lora", "--lora_dropout", "1"), "--lora_dropout 1.0"),
     case("setfit_batch_size_zero", "text_cls", text("--strategy", "setfit", "--setfit_batch_size", "0"),
          "--setfit_batch_size", "at least 1"),
+    case("setfit_on_images", "image_cls", image("--strategy", "setfit"), "--strategy setfit", "linear_probe or lp_ft"),
     case("setfit_learning_rate_zero", "text_cls", text("--strategy", "setfit", "--setfit_learning_rate", "0"),
          "--setfit_learning_rate must be positive"),
     case("head_lr_scale_negative", "image_cls", image("--head_lr_scale", "-10"), "--head_lr_scale -10.0"),

@@ -68,3 +68,12 @@ def test_checkpoint_pooling_on_an_image_recipe_is_refused_while_parsing(tmp_path
         parse_recipe_args(IMAGE, {}, ["--pooling", "checkpoint", "--output_dir", str(tmp_path)])
     (model, *_) = parse_recipe_args(TEXT, {}, ["--pooling", "checkpoint", "--output_dir", str(tmp_path)])
     assert model.pooling == "checkpoint"
+
+
+def test_setfit_on_an_image_recipe_is_refused_while_parsing(tmp_path):
+    """SetFit's cosine-0 target for other-class pairs is out of reach of non-negative image features (README, SetFit);
+    refused with the arguments, while a text recipe takes it."""
+    with pytest.raises(ConfigError, match="--strategy setfit contrasts text embeddings"):
+        parse_recipe_args(IMAGE, {}, ["--strategy", "setfit", "--output_dir", str(tmp_path)])
+    (_, _, strategy, *_) = parse_recipe_args(TEXT, {}, ["--strategy", "setfit", "--output_dir", str(tmp_path)])
+    assert strategy.strategy == "setfit"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import tiny_image_args
+from conftest import tiny_image_args, tiny_text_args
 
 
 @pytest.mark.parametrize("strategy", ["full", "linear_probe"])
@@ -64,12 +64,14 @@ def test_the_suggested_depth_is_the_leading_run_of_groups_below_half_the_backbon
     assert suggested_freeze_groups(rows(0.1)) == 0  # one backbone group: nothing to weigh it against
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual", "setfit"])  # setfit: its contrastive phase too
-def test_freeze_groups_holds_the_first_groups_still_with_any_strategy(strategy, tiny_timm_dir, image_recipe, tmp_path):
+@pytest.mark.parametrize("strategy", ["full", "gradual", "setfit"])  # setfit (a text strategy): its contrastive phase too
+def test_freeze_groups_holds_the_first_groups_still_with_any_strategy(strategy, tiny_timm_dir, tiny_bert_dir,
+                                                                      image_recipe, text_recipe, tmp_path):
     out = tmp_path / "out"
     phases = ["--unfreeze_unit", "step", "--unfreeze_every", "1"] if strategy == "gradual" else []
-    trainer = image_recipe.main(tiny_image_args(tiny_timm_dir, out, "--strategy", strategy, "--freeze_groups", "2",
-                                                *phases))
+    recipe, model, recipe_args = ((text_recipe, tiny_bert_dir, tiny_text_args) if strategy == "setfit"
+                                  else (image_recipe, tiny_timm_dir, tiny_image_args))
+    trainer = recipe.main(recipe_args(model, out, "--strategy", strategy, "--freeze_groups", "2", *phases))
     drift = json.loads((out / "layer_drift.json").read_text())
     assert [row["relative_change"] for row in drift[:2]] == [0, 0]  # held still, bitwise
     assert all(row["relative_change"] > 0 for row in drift[2:])  # every later group trained

@@ -91,11 +91,11 @@ def test_setfit_on_token_classification_is_a_one_line_error(tiny_bert_dir, tmp_p
 
 
 @pytest.mark.slow
-def test_setfit_under_two_torchrun_processes_ends_identical_on_both_ranks(tiny_timm_dir, tmp_path):
+def test_setfit_under_two_torchrun_processes_ends_identical_on_both_ranks(tiny_bert_dir, tmp_path):
     """Each process runs the contrastive phase before DDP wraps the model; rank 0's weights are broadcast after it."""
-    from conftest import tiny_image_args, torchrun_two_ranks
+    from conftest import torchrun_two_ranks
 
-    rank0, rank1, _ = torchrun_two_ranks("image_cls", tiny_image_args(
-        tiny_timm_dir, tmp_path / "out", "--strategy", "setfit", "--setfit_iterations", "1", "--max_steps", "2",
+    rank0, rank1, _ = torchrun_two_ranks("text_cls", tiny_text_args(
+        tiny_bert_dir, tmp_path / "out", "--strategy", "setfit", "--setfit_iterations", "1", "--max_steps", "2",
         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"), tmp_path)
     assert rank0["sha256"] == rank1["sha256"]
